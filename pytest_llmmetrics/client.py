@@ -1,0 +1,108 @@
+"""The object behind the ``llm`` fixture: prompts in, `Response` objects out."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Mapping, Sequence
+
+from .errors import ConfigError, ModelError
+from .providers import model_name
+from .response import Response
+from .settings import LLMSettings, apply, validate_kwargs
+
+ROLES = ("system", "user", "assistant", "tool", "developer")
+
+
+def check_messages(messages: Any) -> list[dict[str, str]]:
+    """Chat messages as a list of ``{"role", "content"}`` dicts, or a `ConfigError` saying what is off."""
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise ConfigError(
+            "llm.chat() takes a non-empty list of messages like [{'role': 'user', 'content': 'Hi'}]; "
+            "for a single prompt call llm('Hi')"
+        )
+    checked = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping) or "role" not in msg or "content" not in msg:
+            raise ConfigError(f"llm.chat(): message {i} must be a dict with 'role' and 'content', got {msg!r}")
+        if msg["role"] not in ROLES:
+            raise ConfigError(f"llm.chat(): message {i} has role {msg['role']!r}; use one of {', '.join(ROLES)}")
+        if not isinstance(msg["content"], str):
+            raise ConfigError(f"llm.chat(): message {i} content must be a string, got {msg['content']!r}")
+        checked.append(dict(msg))
+    return checked
+
+
+class LLM:
+    """The model under test, bound to this test's settings (marker -> CLI -> ini -> default).
+
+    ``llm(prompt)`` sends one user message (after the marker's ``system``
+    prompt, if any); ``llm.chat(messages)`` sends a conversation;
+    ``llm.sample(prompt, n)`` returns n replies. Keyword overrides take the
+    marker's arguments: ``llm("Hi", temperature=0.7, max_tokens=50)``.
+    """
+
+    def __init__(self, model: Any, settings: LLMSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.name = model_name(model)
+
+    def __repr__(self) -> str:
+        return f"<llm {self.name} temperature={self.settings.temperature} max_tokens={self.settings.max_tokens}>"
+
+    def __call__(self, prompt: str, **overrides: Any) -> Response:
+        if not isinstance(prompt, str):
+            raise ConfigError(f"llm() takes the prompt as a string, got {type(prompt).__name__}")
+        return self.chat([{"role": "user", "content": prompt}], **overrides)
+
+    def chat(self, messages: Sequence[Mapping[str, str]], **overrides: Any) -> Response:
+        settings = self._settings(overrides)
+        return self._send(self._messages(messages, settings), settings)
+
+    def sample(self, prompt: str, n: int, **overrides: Any) -> list[Response]:
+        """``n`` replies to one prompt, e.g. at temperature > 0 for pass rates.
+
+        With a ``seed``, sample i uses ``seed + i``: the samples differ, and the
+        same run gives the same samples.
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"llm.sample(): n must be an int >= 1, got {n!r}")
+        settings = self._settings(overrides)
+        messages = self._messages([{"role": "user", "content": prompt}], settings)
+        replies = []
+        for i in range(n):
+            each = settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
+            replies.append(self._send(messages, each))
+        return replies
+
+    def _settings(self, overrides: Mapping[str, Any]) -> LLMSettings:
+        if not overrides:
+            return self.settings
+        if "model" in overrides:
+            raise ConfigError("llm(): the model cannot be overridden per call; use @pytest.mark.llm(model=...)")
+        validate_kwargs(overrides, "llm() override")
+        return apply(self.settings, overrides)
+
+    def _messages(self, messages: Sequence[Mapping[str, str]], settings: LLMSettings) -> list[dict[str, str]]:
+        checked = check_messages(messages)
+        if settings.system is not None and checked[0]["role"] != "system":
+            checked.insert(0, {"role": "system", "content": settings.system})
+        return checked
+
+    def _send(self, messages: list[dict[str, str]], settings: LLMSettings) -> Response:
+        start = time.perf_counter()
+        result = self.model(messages, **settings.call_params())
+        elapsed = time.perf_counter() - start
+        if isinstance(result, str):
+            return Response(text=result, model=self.name, latency_s=elapsed)
+        if isinstance(result, Response):
+            fill: dict[str, Any] = {}
+            if result.latency_s is None:
+                fill["latency_s"] = elapsed
+            if not result.model:
+                fill["model"] = self.name
+            return dataclasses.replace(result, **fill) if fill else result
+        raise ModelError(
+            f"model {self.name} returned {type(result).__name__} ({result!r:.80}); a model must return "
+            "a str or a pytest_llmmetrics.Response"
+        )

@@ -1,0 +1,19 @@
+"""Exceptions whose message is written for the user, not a traceback."""
+
+from __future__ import annotations
+
+
+class LLMMetricsError(Exception):
+    """Base class: the message alone says what went wrong and what to do."""
+
+
+class ConfigError(LLMMetricsError):
+    """Bad configuration: an option, a marker argument, a model spec, a metric name."""
+
+
+class MetricError(LLMMetricsError):
+    """A metric could not be measured on this reply (e.g. the model gave no token counts)."""
+
+
+class ModelError(LLMMetricsError):
+    """The model under test could not be called or gave something unusable."""

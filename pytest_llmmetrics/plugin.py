@@ -1,0 +1,127 @@
+"""The pytest entry point: options, the ``llm`` marker, fixtures and hooks; logic lives elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import pytest
+
+from . import settings as _settings
+from .check import MetricRegistry, builtin_registry
+from .client import LLM
+from .errors import ConfigError, LLMMetricsError
+from .providers import ModelCache
+from .recorder import MetricsRecorder
+
+MODELS_KEY = pytest.StashKey[ModelCache]()
+REGISTRY_KEY = pytest.StashKey["tuple[int, MetricRegistry]"]()
+RECORDER_KEY = pytest.StashKey[MetricsRecorder]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _settings.add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _settings.MARKER_HELP)
+    _settings.check_config(config)
+    config.stash[MODELS_KEY] = ModelCache(config.rootpath)
+
+
+def metric_registry(config: pytest.Config) -> MetricRegistry:
+    """Built-ins plus what plugins register; rebuilt when a plugin (a late conftest) arrives."""
+    plugins = len(config.pluginmanager.get_plugins())
+    cached = config.stash.get(REGISTRY_KEY, None)
+    if cached is not None and cached[0] == plugins:
+        return cached[1]
+    registry = builtin_registry()
+    try:
+        config.hook.pytest_llmmetrics_register_metrics(registry=registry, config=config)
+    except LLMMetricsError as exc:
+        raise ConfigError(f"pytest_llmmetrics_register_metrics: {exc}") from None
+    config.stash[REGISTRY_KEY] = (plugins, registry)
+    return registry
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> Any:
+    """Bad ``@pytest.mark.llm`` arguments are a collection error naming the test, argument and value.
+
+    A collection error (rather than a session-level usage error) stops the run
+    before any test runs, and reads the same under pytest-xdist, whose workers
+    do the collecting.
+    """
+    result = yield
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if not isinstance(item, pytest.Item):
+            continue
+        marks = list(item.iter_markers("llm"))
+        if marks:
+            try:
+                _settings.validate_marks(marks, item.nodeid)
+            except ConfigError as exc:
+                raise collector.CollectError(str(exc)) from None
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    except LLMMetricsError as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """Fail the test once with every missed check, after it ran to the end."""
+    recorder = item.stash.get(RECORDER_KEY, None)
+    try:
+        result = yield
+    except LLMMetricsError as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+    except BaseException:
+        if recorder is not None and recorder.misses:
+            item.add_report_section("call", "llm metrics", recorder.failure_message())
+        raise
+    if recorder is not None and recorder.misses:
+        raise pytest.fail.Exception(recorder.failure_message(), pytrace=False)
+    return result
+
+
+@pytest.fixture
+def llm_model(request: pytest.FixtureRequest) -> Any:
+    """The model the ``llm`` fixture calls: override it in conftest.py to plug in anything.
+
+    Return any callable ``(messages, **params) -> str | Response``. The default
+    resolves the model spec: ``@pytest.mark.llm(model=...)``, else
+    ``--llm-model``, else the ``llm_model`` ini key, else ``local``.
+    """
+    spec = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model")).model
+    return request.config.stash[MODELS_KEY].get(spec)
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
+    """The model under test with this test's ``@pytest.mark.llm`` settings.
+
+    ``llm(prompt, **overrides)``, ``llm.chat(messages)``, ``llm.sample(prompt, n)``.
+    """
+    llm_settings = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model"))
+    return LLM(llm_model, llm_settings)
+
+
+@pytest.fixture
+def llm_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
+    """Record metrics (``record``) and check replies (``expect``) for this test."""
+    config = request.config
+    recorder = MetricsRecorder(lambda: metric_registry(config))
+    request.node.stash[RECORDER_KEY] = recorder
+    return recorder

@@ -1,0 +1,132 @@
+"""Model specs (``local``, ``openai:<model>``, ``py:<module>:<callable>``) and the models they name."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import ConfigError
+
+Messages = Sequence[Mapping[str, str]]
+ModelCallable = Callable[..., Any]  # (messages, **params) -> str | Response
+
+KNOWN_SPECS = "local, openai:<model>, py:<module>:<callable>"
+# Spec kinds whose providers are not built yet: named now so that the error says so.
+_NOT_YET = {
+    "local": "the embedded local model (SmolLM2 via llama-cpp-python)",
+    "openai": "OpenAI-compatible servers",
+}
+
+
+def check_spec(spec: str) -> tuple[str, str]:
+    """Split a spec into ``(kind, target)``; an unknown or malformed spec is a `ConfigError`."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"model spec {spec!r} is empty; use one of: {KNOWN_SPECS}")
+    kind, _, target = spec.partition(":")
+    if kind == "local" and not target:
+        return kind, ""
+    if kind == "openai" and target:
+        return kind, target
+    if kind == "py":
+        module, _, name = target.partition(":")
+        if module and name and all(part.isidentifier() for part in module.split(".") + name.split(".")):
+            return kind, target
+        raise ConfigError(
+            f"model spec {spec!r} is malformed: write py:<module>:<callable>, e.g. py:myapp.bot:reply"
+        )
+    raise ConfigError(f"unknown model spec {spec!r}; known specs: {KNOWN_SPECS}")
+
+
+class CallableModel:
+    """A Python callable ``(messages, **params) -> str | Response`` used as the model.
+
+    Parameters the callable does not accept (it has no ``**params``) are not
+    passed, so ``def reply(messages): ...`` works too.
+    """
+
+    def __init__(self, fn: ModelCallable, spec: str) -> None:
+        if not callable(fn):
+            raise ConfigError(f"{spec}: {fn!r} is not callable; point the spec at a function or callable object")
+        self.fn = fn
+        self.spec = spec
+        self._accepts = _accepted_params(fn)
+
+    def __call__(self, messages: Messages, **params: Any) -> Any:
+        if self._accepts is not None:
+            params = {k: v for k, v in params.items() if k in self._accepts}
+        return self.fn(messages, **params)
+
+    def __repr__(self) -> str:
+        return f"<model {self.spec}>"
+
+
+def _accepted_params(fn: ModelCallable) -> frozenset[str] | None:
+    """Keyword names ``fn`` takes besides messages, or None when it takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    names = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return frozenset(names[1:])
+
+
+def model_name(model: object) -> str:
+    """What ``Response.model`` says for a model: its spec, else its name."""
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, str):
+        return spec
+    return str(getattr(model, "__name__", type(model).__name__))
+
+
+def _import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name.split(".")[0] or str(rootdir) in sys.path:
+            raise ConfigError(f"{spec}: cannot import {module_name!r}: {exc}") from None
+        # Like pytest's own rootdir-relative imports: try the rootdir once.
+        sys.path.insert(0, str(rootdir))
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc2:
+            raise ConfigError(
+                f"{spec}: cannot import {module_name!r} ({exc2}); make it importable "
+                f"(install it, or put it under the rootdir {rootdir})"
+            ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{spec}: module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+class ModelCache:
+    """One model object per spec per process, shared by every test that uses it."""
+
+    def __init__(self, rootdir: Path) -> None:
+        self.rootdir = rootdir
+        self._models: dict[str, Any] = {}
+
+    def get(self, spec: str) -> Any:
+        model = self._models.get(spec)
+        if model is None:
+            model = self._models[spec] = self._load(spec)
+        return model
+
+    def _load(self, spec: str) -> Any:
+        kind, target = check_spec(spec)
+        if kind in _NOT_YET:
+            raise ConfigError(
+                f"model {spec!r}: {_NOT_YET[kind]} is not supported yet in this version of pytest-llmmetrics. "
+                "Use --llm-model py:<module>:<callable>, or override the llm_model fixture in conftest.py "
+                "to return any callable (messages, **params) -> str"
+            )
+        return CallableModel(_import_callable(spec, target, self.rootdir), spec)

@@ -1,0 +1,183 @@
+"""The ``llm_metrics`` fixture: record metric values and check replies with soft failure."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .check import Check, MetricRegistry, Outcome, to_value
+from .errors import ConfigError
+from .response import Response, as_response
+
+
+@dataclass
+class MetricRecord:
+    """All values one test recorded for one metric (several values = samples)."""
+
+    name: str
+    kind: str
+    higher_is_better: bool
+    values: list[float] = field(default_factory=list)
+    passed: int | None = None  # samples that met the check's threshold; None for plain records
+    threshold: str | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return math.fsum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation (0.0 for a single value)."""
+        if len(self.values) < 2:
+            return 0.0
+        m = self.mean
+        return math.sqrt(math.fsum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
+
+
+@dataclass(frozen=True)
+class Miss:
+    """A check that did not pass, with everything the failure message shows."""
+
+    metric: str
+    value: str
+    threshold: str
+    detail: str = ""
+    reply: str = ""
+
+    def format(self) -> str:
+        line = f"- {self.metric} = {self.value}, needs {self.threshold}"
+        if self.detail:
+            detail = self.detail.replace("\n", "\n    ")
+            line += f"\n    {detail}"
+        if self.reply:
+            line += f"\n    reply: {self.reply}"
+        return line
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "\u2026")
+
+
+class MetricsRecorder:
+    """Collects one test's metrics; misses fail the test once, after it ran.
+
+    ``expect`` never stops the test: every check of every call is measured and
+    recorded (so the baseline always gets complete data), and the test fails
+    at the end with one message listing all misses.
+    """
+
+    def __init__(self, registry_factory: Any) -> None:
+        self._registry_factory = registry_factory
+        self.records: dict[str, MetricRecord] = {}
+        self.misses: list[Miss] = []
+
+    @property
+    def registry(self) -> MetricRegistry:
+        return self._registry_factory()
+
+    def check(self, name: str, *args: Any, **kwargs: Any) -> Check:
+        """A named metric (built-in, ``@metric`` or from a plugin) built with arguments."""
+        return self.registry.check(name, *args, **kwargs)
+
+    def record(self, name: str, value: float | bool, *, higher_is_better: bool = True) -> None:
+        """Record a metric value; recording the same name again adds a sample."""
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"llm_metrics.record(): the metric name must be a non-empty string, got {name!r}")
+        self._add(name, name.split("[", 1)[0], higher_is_better, [to_value(value, f"llm_metrics.record({name!r})")])
+
+    def expect(self, replies: Response | str | Sequence[Response | str], *checks: Check | str,
+               pass_rate: float | None = None) -> None:
+        """Measure every check on the reply (or each sample), record it, remember misses.
+
+        With a list of replies each check's value is the mean over samples; it
+        passes when the mean meets the threshold, or, with ``pass_rate=0.8``,
+        when at least 80 % of samples pass on their own.
+        """
+        samples = self._samples(replies)
+        resolved = self._checks(checks)
+        if pass_rate is not None and (
+            isinstance(pass_rate, bool) or not isinstance(pass_rate, (int, float)) or not 0 < pass_rate <= 1
+        ):
+            raise ConfigError(f"llm_metrics.expect(): pass_rate must be a number in (0, 1], got {pass_rate!r}")
+        for check in resolved:
+            outcomes = [check.evaluate(reply) for reply in samples]
+            self._judge(check, samples, outcomes, pass_rate)
+
+    def _judge(self, check: Check, samples: list[Response], outcomes: list[Outcome], pass_rate: float | None) -> None:
+        values = [o.value for o in outcomes]
+        k = sum(o.passed for o in outcomes)
+        n = len(outcomes)
+        self._add(check.name, check.kind, check.higher_is_better, values, passed=k, threshold=outcomes[0].threshold)
+        first_miss = next((i for i, o in enumerate(outcomes) if not o.passed), None)
+        if n == 1 and pass_rate is None:
+            if first_miss is None:
+                return
+            o = outcomes[0]
+            self.misses.append(Miss(check.name, o.format_value(), o.threshold, o.detail, _excerpt(samples[0].text)))
+            return
+        if pass_rate is not None:
+            if k / n >= pass_rate:
+                return
+            value, threshold = f"{k} of {n} samples passed", f"pass rate >= {pass_rate:.0%} ({outcomes[0].threshold})"
+        else:
+            mean = math.fsum(values) / n
+            unbounded = check.min is None and check.max is None
+            if (k == n) if unbounded else check.passes(mean):
+                return
+            value = f"mean {mean:.4g} over {n} samples ({k} passed)"
+            threshold = f"mean {outcomes[0].threshold}" if not unbounded else "every sample true"
+        assert first_miss is not None
+        o = outcomes[first_miss]
+        detail = f"sample {first_miss}: {o.format_value()}" + (f", {o.detail}" if o.detail else "")
+        self.misses.append(Miss(check.name, value, threshold, detail, _excerpt(samples[first_miss].text)))
+
+    def _add(self, name: str, kind: str, higher_is_better: bool, values: list[float], *,
+             passed: int | None = None, threshold: str | None = None) -> None:
+        record = self.records.get(name)
+        if record is None:
+            self.records[name] = MetricRecord(name, kind, higher_is_better, list(values), passed, threshold)
+            return
+        if record.higher_is_better != higher_is_better:
+            raise ConfigError(
+                f"metric {name!r} was recorded as {'higher' if record.higher_is_better else 'lower'} is better, "
+                "now the other way round; give different checks different names with .named(...)"
+            )
+        record.values.extend(values)
+        if passed is not None:
+            record.passed = (record.passed or 0) + passed
+
+    @staticmethod
+    def _samples(replies: Any) -> list[Response]:
+        if isinstance(replies, (list, tuple)):
+            if not replies:
+                raise ConfigError("llm_metrics.expect(): the list of replies is empty")
+            return [as_response(r) for r in replies]
+        return [as_response(replies)]
+
+    def _checks(self, checks: Sequence[Check | str]) -> list[Check]:
+        if not checks:
+            raise ConfigError(
+                "llm_metrics.expect() needs at least one check, e.g. expect(reply, metrics.word_count(max=50))"
+            )
+        resolved = []
+        for check in checks:
+            if isinstance(check, str):
+                check = self.registry.check(check)
+            elif not isinstance(check, Check):
+                hint = " (call it: add the parentheses)" if callable(check) else ""
+                raise ConfigError(
+                    f"llm_metrics.expect(): {check!r} is not a check{hint}; pass checks such as "
+                    "metrics.word_count(max=50) or a metric name such as 'no_pii'"
+                )
+            resolved.append(check)
+        return resolved
+
+    def failure_message(self) -> str:
+        noun = "check" if len(self.misses) == 1 else "checks"
+        return f"{len(self.misses)} llm {noun} missed:\n" + "\n".join(m.format() for m in self.misses)

@@ -1,0 +1,292 @@
+"""Command-line/ini options and the per-test model settings from ``@pytest.mark.llm``."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import pytest
+
+from .errors import ConfigError
+
+GROUP = "llmmetrics"
+DEFAULT_MODEL = "local"
+RECORD_MODES = ("off", "none", "once", "new_episodes", "all")
+DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: a CLI flag and/or an ini key, resolved CLI -> ini -> default.
+
+    ``ready`` is False for settings whose feature is not built yet: setting one
+    is a usage error rather than a silent no-op.
+    """
+
+    ini: str | None
+    flag: str | None
+    help: str
+    default: Any = None
+    ini_type: str = "string"
+    choices: tuple[str, ...] | None = None
+    ready: bool = True
+
+    @property
+    def dest(self) -> str:
+        return (self.flag or f"--{self.ini}").lstrip("-").replace("-", "_")
+
+    @property
+    def label(self) -> str:
+        return " / ".join(x for x in (self.flag, self.ini) if x)
+
+
+OPTIONS: dict[str, Option] = {
+    o.dest: o
+    for o in [
+        Option("llm_model", "--llm-model", "Default model for the llm fixture: local, openai:<model> or "
+               "py:<module>:<callable> (default: local)", default=DEFAULT_MODEL),
+        Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models "
+               "(default: $OPENAI_BASE_URL)", ready=False),
+        Option("llm_embedding_model", "--llm-embedding-model", "Sentence-transformers model name or path for "
+               "semantic similarity (default: the packaged all-MiniLM-L6-v2)", ready=False),
+        Option("llm_device", "--llm-device", f"Where embeddings run: {DEVICES_HELP} (default: auto)",
+               default="auto", ready=False),
+        Option("llm_similarity_threshold", None, "Default similarity threshold of semantic snapshots, in (0, 1]",
+               ready=False),
+        Option("llm_record_mode", "--llm-record-mode", "Reply recording: off, none, once, new_episodes or all "
+               "(default: off)", default="off", choices=RECORD_MODES, ready=False),
+        Option("llm_metrics_dir", None, "Directory of the metric baseline and run history "
+               "(default: .llmmetrics at the rootdir)", ready=False),
+        Option("llm_fail_on_regression", "--llm-fail-on-regression", "Exit non-zero when a metric regressed "
+               "against the baseline, even if every test passed", default=False, ini_type="bool", ready=False),
+        Option(None, "--llm-baseline-update", "Accept this run's metrics as the new baseline", default=False,
+               ini_type="bool", ready=False),
+        Option("llm_report_json", "--llm-report-json", "Write the metric report as JSON to this path", ready=False),
+        Option("llm_tolerance", "--llm-tolerance", "Regression tolerances, e.g. 'similarity:0.02,latency_s:10%'",
+               ready=False),
+    ]
+}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register every flag and ini key in one option group (flags default to None: unset)."""
+    group = parser.getgroup(GROUP, "LLM regression testing (pytest-llmmetrics)")
+    for opt in OPTIONS.values():
+        flag_help = opt.help.replace("%", "%%")  # argparse formats help with %
+        if opt.flag:
+            if opt.ini_type == "bool":
+                group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest, help=flag_help)
+            else:
+                group.addoption(opt.flag, action="store", default=None, dest=opt.dest, metavar="VALUE",
+                                help=flag_help)
+        if opt.ini:
+            parser.addini(opt.ini, opt.help, type=opt.ini_type, default=None)  # type: ignore[arg-type]
+
+
+def get(config: pytest.Config, dest: str) -> Any:
+    """The value of an option: CLI flag, else ini key, else its default."""
+    opt = OPTIONS[dest]
+    if opt.flag:
+        value = config.getoption(dest, None)
+        if value is not None:
+            return value
+    if opt.ini:
+        value = config.getini(opt.ini)
+        if value not in (None, "", []):
+            return value
+    return opt.default
+
+
+def _is_set(config: pytest.Config, opt: Option) -> bool:
+    if opt.flag and config.getoption(opt.dest, None) is not None:
+        return True
+    return bool(opt.ini and config.getini(opt.ini) not in (None, "", [], False))
+
+
+def check_config(config: pytest.Config) -> None:
+    """Reject unusable option values at start-up, before any test runs."""
+    from .providers import check_spec
+
+    for opt in OPTIONS.values():
+        if not _is_set(config, opt):
+            continue
+        value = get(config, opt.dest)
+        if opt.choices and value not in opt.choices:
+            raise pytest.UsageError(
+                f"{opt.label}: {value!r} is not one of {', '.join(opt.choices)}"
+            )
+        if not opt.ready and value != opt.default:
+            raise pytest.UsageError(
+                f"{opt.label}={value!r} is not supported yet in this version of pytest-llmmetrics; "
+                "remove it from the command line or the ini file"
+            )
+    try:
+        check_spec(str(get(config, "llm_model")))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--llm-model / llm_model: {exc}") from None
+
+
+# --- @pytest.mark.llm ----------------------------------------------------------------
+
+MARKER_HELP = (
+    "llm(model=None, system=None, temperature=0.0, max_tokens=256, seed=None, top_p=None, stop=None, "
+    "presence_penalty=None, frequency_penalty=None, params=None): settings of the llm fixture for this "
+    "test, class or module; closer markers win. params={...} passes provider-specific parameters."
+)
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """What the ``llm`` fixture sends with every call of one test."""
+
+    model: str = DEFAULT_MODEL
+    system: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+    seed: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def call_params(self) -> dict[str, Any]:
+        """The keyword arguments a model callable receives."""
+        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.seed is not None:
+            params["seed"] = self.seed
+        params.update(self.params)
+        return params
+
+
+def _number(lo: float, hi: float, *, lo_open: bool = False) -> Any:
+    def check(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"must be a number, got {value!r} ({type(value).__name__})"
+        if value < lo or value > hi or (lo_open and value == lo):
+            return f"must be {'>' if lo_open else '>='} {lo} and <= {hi}, got {value!r}"
+        return None
+
+    return check
+
+
+def _integer(lo: int | None) -> Any:
+    def check(value: Any) -> str | None:
+        if value is None and lo is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be an int, got {value!r} ({type(value).__name__})"
+        if lo is not None and value < lo:
+            return f"must be >= {lo}, got {value!r}"
+        return None
+
+    return check
+
+
+def _string(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    return f"must be a string, got {value!r} ({type(value).__name__})"
+
+
+def _model(value: Any) -> str | None:
+    from .providers import check_spec
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"must be a model spec string, got {value!r} ({type(value).__name__})"
+    try:
+        check_spec(value)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _stop(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return None
+    return f"must be a string or a list of strings, got {value!r}"
+
+
+def _params(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        return f"must be a dict with string keys, got {value!r}"
+    return None
+
+
+# Argument name -> validator returning an error text or None.
+VALIDATORS: dict[str, Any] = {
+    "model": _model,
+    "system": _string,
+    "temperature": _number(0.0, 2.0),
+    "max_tokens": _integer(1),
+    "seed": _integer(None),
+    "top_p": _number(0.0, 1.0, lo_open=True),
+    "stop": _stop,
+    "presence_penalty": _number(-2.0, 2.0),
+    "frequency_penalty": _number(-2.0, 2.0),
+    "params": _params,
+}
+# Optional sampling parameters that are passed through only when given.
+_PASS_THROUGH = ("top_p", "stop", "presence_penalty", "frequency_penalty")
+
+
+def validate_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
+    """Raise `ConfigError` naming ``where``, the argument and the bad value."""
+    for name, value in kwargs.items():
+        validator = VALIDATORS.get(name)
+        if validator is None:
+            close = difflib.get_close_matches(name, list(VALIDATORS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{where}: unknown argument {name!r}{hint}. Known: {', '.join(VALIDATORS)}; "
+                "pass provider-specific parameters as params={...}"
+            )
+        problem = validator(value)
+        if problem:
+            raise ConfigError(f"{where}: {name} {problem}")
+
+
+def validate_marks(marks: Iterable[pytest.Mark], where: str) -> None:
+    for mark in marks:
+        if mark.args:
+            raise ConfigError(
+                f"{where}: @pytest.mark.llm takes keyword arguments only, got positional {mark.args!r}; "
+                "write e.g. @pytest.mark.llm(model='py:mymodule:reply')"
+            )
+        validate_kwargs(mark.kwargs, f"{where}: @pytest.mark.llm")
+
+
+def merge(marks: Iterable[pytest.Mark], default_model: str) -> LLMSettings:
+    """Settings from the ``llm`` markers, closest first (closest wins per argument)."""
+    merged: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for mark in marks:
+        for key, value in mark.kwargs.items():
+            if key == "params":
+                for pk, pv in (value or {}).items():
+                    params.setdefault(pk, pv)
+            else:
+                merged.setdefault(key, value)
+    return apply(LLMSettings(model=default_model), merged, params)
+
+
+def apply(base: LLMSettings, kwargs: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> LLMSettings:
+    """``base`` with ``kwargs`` (validated marker-style arguments) applied."""
+    extra = dict(base.params)
+    for name in _PASS_THROUGH:
+        if kwargs.get(name) is not None:
+            extra[name] = kwargs[name]
+    extra.update(kwargs.get("params") or {})
+    extra.update(params or {})
+    return LLMSettings(
+        model=kwargs.get("model") or base.model,
+        system=kwargs.get("system", base.system),
+        temperature=float(kwargs.get("temperature", base.temperature)),
+        max_tokens=int(kwargs.get("max_tokens", base.max_tokens)),
+        seed=kwargs.get("seed", base.seed),
+        params=extra,
+    )

@@ -1,0 +1,72 @@
+"""Shared fixtures: a scripted model for plumbing tests, and scenario runs serial and under xdist."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from pytest_llmmetrics import check as check_module
+from pytest_llmmetrics import metrics as metrics_module
+
+# A scripted model: only plumbing, so a fake is fine here (real models: providers tests).
+BOT = '''
+from pytest_llmmetrics import Response
+
+CALLS = []
+
+def reply(messages, temperature=0.0, max_tokens=256, seed=None):
+    CALLS.append((messages, temperature, max_tokens, seed))
+    q = messages[-1]["content"].lower()
+    if "capital" in q:
+        return "The capital of France is Paris."
+    if "json" in q:
+        return '{"order": 42, "items": ["tea", "cake"], "total": 9.5}'
+    if "echo" in q:
+        return repr({"messages": messages, "temperature": temperature, "max_tokens": max_tokens, "seed": seed})
+    if "hack" in q:
+        return "I'm sorry, but I can't help with that."
+    return "Hello! How can I help you today?"
+
+def detailed(messages, **params):
+    return Response(text="Short answer.", prompt_tokens=12, completion_tokens=3, finish_reason="stop")
+
+def no_params(messages):
+    return "no params: " + messages[-1]["content"]
+'''
+
+
+@pytest.fixture(autouse=True)
+def _reset_module_state():
+    """Metrics made with @metric and prices live at module level: restore them per test."""
+    decorated = dict(check_module._DECORATED)
+    prices = dict(metrics_module._PRICES)
+    yield
+    check_module._DECORATED.clear()
+    check_module._DECORATED.update(decorated)
+    metrics_module._PRICES.clear()
+    metrics_module._PRICES.update(prices)
+
+
+@pytest.fixture
+def bot(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester dir with ``bot.py`` (a scripted model) importable as ``py:bot:reply``."""
+    pytester.makepyfile(bot=BOT)
+    pytester.syspathinsert()
+    return pytester
+
+
+@pytest.fixture(params=["serial", "xdist"])
+def run(request: pytest.FixtureRequest, bot: pytest.Pytester):
+    """Run pytest in the pytester dir, serially and with ``-n 2`` (every scenario runs both ways)."""
+
+    def run(*args: str) -> pytest.RunResult:
+        extra = ["-n", "2"] if request.param == "xdist" else ["-p", "no:xdist"]
+        return bot.runpytest_subprocess(*extra, *args)
+
+    run.mode = request.param  # type: ignore[attr-defined]
+    return run
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip()

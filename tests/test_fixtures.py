@@ -1,0 +1,323 @@
+"""Black-box: the llm fixture, marker settings, llm_model override and model specs (serial and -n 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import dedent
+
+
+
+def test_response_fields_and_str(run, bot):
+    bot.makepyfile(
+        test_a=dedent(
+            """
+            import pytest
+            from pytest_llmmetrics import Response
+
+            @pytest.mark.llm(model="py:bot:reply")
+            def test_reply(llm):
+                r = llm("What is the capital of France?")
+                assert isinstance(r, Response)
+                assert str(r) == r.text == "The capital of France is Paris."
+                assert r.model == "py:bot:reply"
+                assert r.latency_s is not None and r.latency_s >= 0
+                assert r.prompt_tokens is None and r.finish_reason is None
+
+            @pytest.mark.llm(model="py:bot:detailed")
+            def test_detailed_response_is_kept(llm):
+                r = llm("anything")
+                assert (r.text, r.prompt_tokens, r.completion_tokens, r.finish_reason) == (
+                    "Short answer.", 12, 3, "stop")
+                assert r.model == "py:bot:detailed" and r.latency_s >= 0
+
+            @pytest.mark.llm(model="py:bot:no_params")
+            def test_callable_without_params(llm):
+                assert llm("hi", temperature=0.5).text == "no params: hi"
+            """
+        )
+    )
+    result = run()
+    result.assert_outcomes(passed=3)
+
+
+def test_settings_closest_marker_wins(run, bot):
+    bot.makepyfile(
+        test_a=dedent(
+            """
+            import ast
+            import pytest
+
+            pytestmark = pytest.mark.llm(model="py:bot:reply", system="module system", max_tokens=100)
+
+            @pytest.mark.llm(temperature=0.3)
+            class TestClass:
+                @pytest.mark.llm(max_tokens=7, seed=11)
+                def test_merged(self, llm):
+                    sent = ast.literal_eval(llm("echo").text)
+                    assert sent["temperature"] == 0.3      # class
+                    assert sent["max_tokens"] == 7         # function beats module
+                    assert sent["seed"] == 11
+                    assert sent["messages"][0] == {"role": "system", "content": "module system"}
+
+            def test_defaults(llm):
+                sent = ast.literal_eval(llm("echo").text)
+                assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.0, 100, None)
+
+            def test_overrides_per_call(llm):
+                sent = ast.literal_eval(llm("echo", temperature=1.5, max_tokens=5).text)
+                assert (sent["temperature"], sent["max_tokens"]) == (1.5, 5)
+
+            def test_chat_and_sample(llm):
+                sent = ast.literal_eval(llm.chat([
+                    {"role": "system", "content": "own system"},
+                    {"role": "user", "content": "echo"},
+                ]).text)
+                assert [m["content"] for m in sent["messages"]] == ["own system", "echo"]
+                replies = llm.sample("echo", 3, seed=5)
+                assert [ast.literal_eval(r.text)["seed"] for r in replies] == [5, 6, 7]
+            """
+        )
+    )
+    run().assert_outcomes(passed=4)
+
+
+def test_model_resolution_cli_ini_marker(bot, monkeypatch):
+    bot.makeini("[pytest]\nllm_model = py:bot:no_params\n")
+    bot.makepyfile(
+        test_a=dedent(
+            """
+            import pytest, os
+
+            def test_default(llm):
+                assert llm.name == os.environ["EXPECTED"]
+
+            @pytest.mark.llm(model="py:bot:reply")
+            def test_marker_wins(llm):
+                assert llm.name == "py:bot:reply"
+            """
+        )
+    )
+    monkeypatch.setenv("EXPECTED", "py:bot:no_params")
+    bot.runpytest_subprocess().assert_outcomes(passed=2)
+    monkeypatch.setenv("EXPECTED", "py:bot:detailed")
+    bot.runpytest_subprocess("--llm-model", "py:bot:detailed").assert_outcomes(passed=2)
+
+
+def test_llm_model_fixture_override(run, bot):
+    bot.makeconftest(
+        dedent(
+            """
+            import pytest
+
+            class Shop:
+                def __call__(self, messages, **params):
+                    return "shop says: " + messages[-1]["content"]
+
+            @pytest.fixture
+            def llm_model():
+                return Shop()
+            """
+        )
+    )
+    bot.makepyfile(
+        test_a=dedent(
+            """
+            def test_override(llm):
+                r = llm("hi")
+                assert r.text == "shop says: hi"
+                assert r.model == "Shop"
+            """
+        )
+    )
+    run().assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        ("temperature='hot'", "temperature must be a number, got 'hot' (str)"),
+        ("max_tokens=-1", "max_tokens must be >= 1, got -1"),
+        ("temprature=0.2", "unknown argument 'temprature' (did you mean 'temperature'?)"),
+        ("'py:bot:reply'", "keyword arguments only"),
+        ("model='gpt4'", "unknown model spec 'gpt4'; known specs: local, openai:<model>, py:<module>:<callable>"),
+        ("top_p=0", "top_p must be > 0.0 and <= 1.0, got 0"),
+        ("params=['x']", "params must be a dict with string keys"),
+    ],
+)
+def test_bad_marker_is_a_collection_error(run, bot, marker, expected):
+    bot.makepyfile(
+        test_bad=dedent(
+            f"""
+            import pytest
+
+            @pytest.mark.llm({marker})
+            def test_it(llm):
+                pass
+
+            def test_other():
+                pass
+            """
+        )
+    )
+    result = run()
+    assert result.ret == pytest.ExitCode.INTERRUPTED if run.mode == "serial" else result.ret != 0
+    result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*"])
+    assert f"test_bad.py::test_it: @pytest.mark.llm" in result.stdout.str()
+    assert expected in result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in result.stdout.str()
+    assert "passed" not in result.stdout.str()  # nothing ran with bad settings
+
+
+def test_bad_marker_on_class_names_each_test(bot):
+    bot.makepyfile(
+        test_bad=dedent(
+            """
+            import pytest
+
+            @pytest.mark.llm(seed="abc")
+            class TestX:
+                def test_one(self):
+                    pass
+            """
+        )
+    )
+    result = bot.runpytest_subprocess()
+    result.stdout.fnmatch_lines(["*test_bad.py::TestX::test_one: @pytest.mark.llm: seed must be an int, got 'abc'*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--llm-model", "gpt4"], "unknown model spec 'gpt4'"),
+        (["--llm-model", "py:no_colon"], "write py:<module>:<callable>"),
+        (["--llm-record-mode", "sometimes"], "'sometimes' is not one of off, none, once, new_episodes, all"),
+        (["--llm-record-mode", "none"], "--llm-record-mode / llm_record_mode='none' is not supported yet"),
+        (["--llm-fail-on-regression"], "--llm-fail-on-regression / llm_fail_on_regression=True is not supported yet"),
+        (["--llm-baseline-update"], "--llm-baseline-update=True is not supported yet"),
+        (["--llm-device", "cuda"], "is not supported yet"),
+        (["--llm-embedding-model", "x"], "is not supported yet"),
+        (["--llm-base-url", "http://127.0.0.1:1"], "is not supported yet"),
+        (["--llm-report-json", "r.json"], "is not supported yet"),
+    ],
+)
+def test_bad_or_unsupported_option_is_a_usage_error(bot, args, expected):
+    bot.makepyfile(test_a="def test_a(): pass")
+    result = bot.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert expected in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_unsupported_ini_is_a_usage_error(bot):
+    bot.makeini("[pytest]\nllm_metrics_dir = metrics\n")
+    bot.makepyfile(test_a="def test_a(): pass")
+    result = bot.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "llm_metrics_dir='metrics' is not supported yet" in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("local", "the embedded local model (SmolLM2 via llama-cpp-python) is not supported yet"),
+        ("openai:gpt-4o-mini", "OpenAI-compatible servers is not supported yet"),
+        ("py:nowhere_module:reply", "py:nowhere_module:reply: cannot import 'nowhere_module'"),
+        ("py:bot:missing", "module 'bot' has no attribute 'missing'"),
+        ("py:bot:CALLS", "is not callable"),
+    ],
+)
+def test_model_that_cannot_be_loaded_fails_the_test_cleanly(run, bot, spec, expected):
+    bot.makepyfile(
+        test_a=dedent(
+            f"""
+            import pytest
+
+            @pytest.mark.llm(model={spec!r})
+            def test_it(llm):
+                llm("hi")
+
+            def test_unaffected():
+                pass
+            """
+        )
+    )
+    result = run()
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert expected in out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+
+
+def test_default_model_is_local(bot):
+    bot.makepyfile(test_a="def test_it(llm):\n    llm('hi')\n")
+    result = bot.runpytest_subprocess()
+    result.assert_outcomes(errors=1)
+    assert "model 'local'" in result.stdout.str()
+
+
+def test_model_returning_garbage_fails_with_a_clear_message(run, bot):
+    bot.makepyfile(
+        bad_model="def reply(messages, **params):\n    return 42\n",
+        test_a=dedent(
+            """
+            import pytest
+
+            @pytest.mark.llm(model="py:bad_model:reply")
+            def test_it(llm):
+                llm("hi")
+            """
+        ),
+    )
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*model py:bad_model:reply returned int (42); a model must return a str or*"])
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ("llm.chat('hi')", "llm.chat() takes a non-empty list of messages"),
+        ("llm.chat([{'role': 'boss', 'content': 'x'}])", "message 0 has role 'boss'"),
+        ("llm.sample('hi', 0)", "n must be an int >= 1, got 0"),
+        ("llm('hi', temperature=9)", "llm() override: temperature must be >= 0.0 and <= 2.0, got 9"),
+        ("llm('hi', model='py:bot:reply')", "the model cannot be overridden per call"),
+    ],
+)
+def test_bad_calls_fail_with_a_clear_message(bot, call, expected):
+    bot.makepyfile(
+        test_a=dedent(
+            f"""
+            import pytest
+
+            @pytest.mark.llm(model="py:bot:reply")
+            def test_it(llm):
+                {call}
+            """
+        )
+    )
+    result = bot.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    assert expected in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_plugin_can_be_switched_off(bot):
+    bot.makepyfile(test_a="def test_it(llm):\n    pass\n")
+    result = bot.runpytest_subprocess("-p", "no:llmmetrics")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'llm' not found*"])
+    assert "llmmetrics" not in bot.runpytest_subprocess("-p", "no:llmmetrics", "--help").stdout.str()
+
+
+def test_options_and_marker_are_documented(bot):
+    help_text = bot.runpytest_subprocess("--help").stdout.str()
+    for flag in ("--llm-model", "--llm-embedding-model", "--llm-device", "--llm-record-mode",
+                 "--llm-fail-on-regression", "--llm-baseline-update"):
+        assert flag in help_text
+    for ini in ("llm_model", "llm_embedding_model", "llm_device", "llm_similarity_threshold",
+                "llm_record_mode", "llm_metrics_dir", "llm_fail_on_regression"):
+        assert ini in help_text
+    markers = bot.runpytest_subprocess("--markers").stdout.str()
+    assert "@pytest.mark.llm(model=None, system=None, temperature=0.0, max_tokens=256" in markers
