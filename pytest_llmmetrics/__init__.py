@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
-from .check import Check, Measurement, MetricRegistry, metric
-from .errors import ConfigError, LLMMetricsError, MetricError, ModelError
-from .response import Response
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .check import Check, Measurement, MetricRegistry, metric
+    from .errors import ConfigError, LLMMetricsError, MetricError, ModelError
+    from .response import Response
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "Check",
-    "ConfigError",
-    "LLMMetricsError",
-    "Measurement",
-    "MetricError",
-    "MetricRegistry",
-    "ModelError",
-    "Response",
-    "metric",
-]
+# Public name -> module. Resolved on first access, so that loading the pytest
+# plugin (which imports this package) costs nothing for suites that never use it.
+_EXPORTS = {
+    "Check": "check",
+    "Measurement": "check",
+    "MetricRegistry": "check",
+    "metric": "check",
+    "ConfigError": "errors",
+    "LLMMetricsError": "errors",
+    "MetricError": "errors",
+    "ModelError": "errors",
+    "Response": "response",
+    "metrics": "metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_llmmetrics' has no attribute {name!r}")
+    mod = importlib.import_module(f".{module}", __name__)
+    value = mod if name == module else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -133,8 +133,8 @@ def find_pii(text: str, kinds: Iterable[str] = PII_KINDS, allow: Iterable[str] =
     findings: list[Finding] = []
     taken: list[tuple[int, int]] = []
     regexes = _pii_regexes()
-    # Keys first: a token can contain digit runs that look like a card number.
-    order = ["key"] + [k for k in PII_KINDS if k != "key"]
+    # Most specific first: a token or an IBAN contains digit runs that look like a phone number.
+    order = ["key", "iban", "card", "email", "ssn", "phone"]
     wanted = set(kinds)
     for kind in order:
         if kind not in wanted:

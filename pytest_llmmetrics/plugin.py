@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
 
 from . import settings as _settings
-from .check import MetricRegistry, builtin_registry
-from .client import LLM
 from .errors import ConfigError, LLMMetricsError
-from .providers import ModelCache
-from .recorder import MetricsRecorder
 
-MODELS_KEY = pytest.StashKey[ModelCache]()
+if TYPE_CHECKING:
+    from .check import MetricRegistry
+    from .client import LLM
+    from .providers import ModelCache
+    from .recorder import MetricsRecorder
+
+# Modules for checks, models and recording are imported in the fixtures that
+# need them: a suite that never asks for an llm fixture pays for none of it.
+MODELS_KEY = pytest.StashKey["ModelCache"]()
 REGISTRY_KEY = pytest.StashKey["tuple[int, MetricRegistry]"]()
-RECORDER_KEY = pytest.StashKey[MetricsRecorder]()
+RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,11 +35,12 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _settings.MARKER_HELP)
     _settings.check_config(config)
-    config.stash[MODELS_KEY] = ModelCache(config.rootpath)
 
 
 def metric_registry(config: pytest.Config) -> MetricRegistry:
     """Built-ins plus what plugins register; rebuilt when a plugin (a late conftest) arrives."""
+    from .check import builtin_registry
+
     plugins = len(config.pluginmanager.get_plugins())
     cached = config.stash.get(REGISTRY_KEY, None)
     if cached is not None and cached[0] == plugins:
@@ -104,8 +109,11 @@ def llm_model(request: pytest.FixtureRequest) -> Any:
     resolves the model spec: ``@pytest.mark.llm(model=...)``, else
     ``--llm-model``, else the ``llm_model`` ini key, else ``local``.
     """
+    from .providers import ModelCache
+
     spec = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model")).model
-    return request.config.stash[MODELS_KEY].get(spec)
+    models = request.config.stash.setdefault(MODELS_KEY, ModelCache(request.config.rootpath))
+    return models.get(spec)
 
 
 @pytest.fixture
@@ -114,6 +122,8 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
 
     ``llm(prompt, **overrides)``, ``llm.chat(messages)``, ``llm.sample(prompt, n)``.
     """
+    from .client import LLM
+
     llm_settings = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model"))
     return LLM(llm_model, llm_settings)
 
@@ -121,6 +131,8 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
 @pytest.fixture
 def llm_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
     """Record metrics (``record``) and check replies (``expect``) for this test."""
+    from .recorder import MetricsRecorder
+
     config = request.config
     recorder = MetricsRecorder(lambda: metric_registry(config))
     request.node.stash[RECORDER_KEY] = recorder

@@ -131,7 +131,10 @@ class MetricsRecorder:
             if (k == n) if unbounded else check.passes(mean):
                 return
             value = f"mean {mean:.4g} over {n} samples ({k} passed)"
-            threshold = f"mean {outcomes[0].threshold}" if not unbounded else "every sample true"
+            if outcomes[0].boolean:
+                threshold = "every sample " + outcomes[0].threshold.removeprefix("must be ")
+            else:
+                threshold = f"mean {outcomes[0].threshold}"
         assert first_miss is not None
         o = outcomes[first_miss]
         detail = f"sample {first_miss}: {o.format_value()}" + (f", {o.detail}" if o.detail else "")

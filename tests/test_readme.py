@@ -1,0 +1,51 @@
+"""Every example in README.md runs, and prints what the README shows.
+
+A scenario starts at ``<!-- scenario: NAME -->``; each ``<!-- file: PATH -->``
+names the code block after it; a ``console`` block starting with ``$ pytest``
+is run, and its other lines must appear in order in the output (``*`` is a
+wildcard, as in ``fnmatch_lines``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+BLOCK = re.compile(r"(?:<!-- file: (?P<file>\S+) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)```", re.DOTALL)
+
+
+def scenarios() -> dict[str, tuple[dict[str, str], list[tuple[list[str], list[str]]]]]:
+    found = {}
+    parts = re.split(r"<!-- scenario: (\S+) -->", README.read_text())
+    for name, text in zip(parts[1::2], parts[2::2]):
+        files, runs = {}, []
+        for block in BLOCK.finditer(text):
+            if block["file"]:
+                files[block["file"]] = block["body"]
+            elif block["lang"] == "console" and block["body"].startswith("$ pytest"):
+                command, *expected = block["body"].rstrip("\n").split("\n")
+                runs.append((shlex.split(command[2:])[1:], expected))
+        found[name] = (files, runs)
+    return found
+
+
+SCENARIOS = scenarios()
+
+
+def test_readme_has_scenarios():
+    assert {"quickstart", "override", "custom", "bad-marker"} <= set(SCENARIOS)
+    assert all(runs for _, runs in SCENARIOS.values())
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_readme_scenario(pytester: pytest.Pytester, name: str) -> None:
+    files, runs = SCENARIOS[name]
+    for path, body in files.items():
+        pytester.path.joinpath(path).write_text(body)
+    for args, expected in runs:
+        result = pytester.runpytest_subprocess(*args)
+        result.stdout.fnmatch_lines([line.rstrip() for line in expected if line.strip()], consecutive=False)
