@@ -61,6 +61,9 @@ class Check:
     higher_is_better: bool = True
     kind: str = ""
     boolean: bool = False
+    # Called with all replies before they are measured one by one, so that a
+    # check can batch work (similarity encodes every sample in one batch).
+    prepare: Callable[[list[Response]], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():

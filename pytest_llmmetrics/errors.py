@@ -17,3 +17,7 @@ class MetricError(LLMMetricsError):
 
 class ModelError(LLMMetricsError):
     """The model under test could not be called or gave something unusable."""
+
+
+class LLMMetricsWarning(UserWarning):
+    """Something worth knowing that does not fail a test (a text cut for the embedding model, a dropped cache)."""

@@ -36,6 +36,7 @@ __all__ = [
     "language",
     "not_truncated",
     "no_prompt_leak",
+    "similarity",
     "set_price",
     "NOT_CHECKS",
 ]
@@ -441,3 +442,28 @@ def no_prompt_leak(system_prompt: str, *, ngram: int = 8, canaries: Iterable[str
         return Measurement(run, f"repeats {run} words of the system prompt: {text!r}" if run >= limit else "")
 
     return Check("no_prompt_leak", measure, max=limit - 1, higher_is_better=False)
+
+
+# --- meaning ------------------------------------------------------------------------------
+
+
+def similarity(reference: str, *, min: float | None = None) -> Check:
+    """Cosine similarity of the reply and ``reference`` in the embedding model (semantic).
+
+    ``min`` defaults to ``llm_similarity_threshold``. Samples are encoded in
+    one batch; embeddings and similarities are cached on disk.
+    """
+    from .embeddings import check_threshold, get_engine
+
+    if not isinstance(reference, str) or not reference.strip():
+        raise ConfigError("similarity: give the reference answer as a non-empty string")
+    engine = get_engine()
+    threshold = engine.threshold if min is None else check_threshold(min, "similarity(min=...)")
+
+    def prepare(replies: list[Response]) -> None:
+        engine.similarities([(reference, r.text) for r in replies])
+
+    def measure(reply: Response) -> Measurement:
+        return Measurement(engine.similarity(reference, reply.text), f"embedding model {engine.identity}")
+
+    return Check(_label("similarity", reference), measure, min=threshold, kind="similarity", prepare=prepare)

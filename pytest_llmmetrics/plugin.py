@@ -33,8 +33,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from . import embeddings
+
     config.addinivalue_line("markers", _settings.MARKER_HELP)
     _settings.check_config(config)
+    # Cheap: the engine loads its model (and torch) on the first text not in the cache.
+    embeddings.configure(
+        _settings.get(config, "llm_embedding_model"),
+        _settings.get(config, "llm_device"),
+        _settings.metrics_dir(config) / "cache",
+        threshold=_settings.similarity_threshold(config),
+    )
 
 
 def metric_registry(config: pytest.Config) -> MetricRegistry:
@@ -74,6 +83,13 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
             except ConfigError as exc:
                 raise collector.CollectError(str(exc)) from None
     return result
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("llm_snapshot" in getattr(item, "fixturenames", ()) for item in session.items):
+        from .snapshot import register_selected
+
+        register_selected(session.items)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -137,3 +153,20 @@ def llm_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
     recorder = MetricsRecorder(lambda: metric_registry(config))
     request.node.stash[RECORDER_KEY] = recorder
     return recorder
+
+
+@pytest.fixture
+def llm_snapshot(request: pytest.FixtureRequest, llm_metrics: MetricsRecorder) -> Any:
+    """A syrupy snapshot that compares meaning: ``assert reply == llm_snapshot``.
+
+    Passes while the cosine similarity of the stored and the new text reaches
+    the threshold (``llm_similarity_threshold``, or ``llm_snapshot(threshold=0.9)``);
+    records the similarity as a metric. ``pytest --snapshot-update`` records it.
+    """
+    try:
+        from .snapshot import make_assertion
+    except ImportError:
+        raise ConfigError(
+            "llm_snapshot needs syrupy and sentence-transformers: pip install 'pytest-llmmetrics[semantic]'"
+        ) from None
+    return make_assertion(request, llm_metrics)

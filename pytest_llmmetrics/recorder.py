@@ -106,6 +106,8 @@ class MetricsRecorder:
         ):
             raise ConfigError(f"llm_metrics.expect(): pass_rate must be a number in (0, 1], got {pass_rate!r}")
         for check in resolved:
+            if check.prepare is not None:
+                check.prepare(samples)
             outcomes = [check.evaluate(reply) for reply in samples]
             self._judge(check, samples, outcomes, pass_rate)
 

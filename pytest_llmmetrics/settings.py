@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pytest
@@ -15,6 +17,7 @@ GROUP = "llmmetrics"
 DEFAULT_MODEL = "local"
 RECORD_MODES = ("off", "none", "once", "new_episodes", "all")
 DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
+DEVICE_SYNTAX = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -50,15 +53,15 @@ OPTIONS: dict[str, Option] = {
         Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models "
                "(default: $OPENAI_BASE_URL)", ready=False),
         Option("llm_embedding_model", "--llm-embedding-model", "Sentence-transformers model name or path for "
-               "semantic similarity (default: the packaged all-MiniLM-L6-v2)", ready=False),
+               "semantic similarity (default: the packaged all-MiniLM-L6-v2)"),
         Option("llm_device", "--llm-device", f"Where embeddings run: {DEVICES_HELP} (default: auto)",
-               default="auto", ready=False),
-        Option("llm_similarity_threshold", None, "Default similarity threshold of semantic snapshots, in (0, 1]",
-               ready=False),
+               default="auto"),
+        Option("llm_similarity_threshold", None, "Default similarity threshold of semantic snapshots and "
+               "similarity(), in (0, 1] (default: 0.8)", default="0.8"),
         Option("llm_record_mode", "--llm-record-mode", "Reply recording: off, none, once, new_episodes or all "
                "(default: off)", default="off", choices=RECORD_MODES, ready=False),
-        Option("llm_metrics_dir", None, "Directory of the metric baseline and run history "
-               "(default: .llmmetrics at the rootdir)", ready=False),
+        Option("llm_metrics_dir", None, "Directory of the metric baseline, run history and embedding cache "
+               "(default: .llmmetrics at the rootdir)", default=".llmmetrics"),
         Option("llm_fail_on_regression", "--llm-fail-on-regression", "Exit non-zero when a metric regressed "
                "against the baseline, even if every test passed", default=False, ini_type="bool", ready=False),
         Option(None, "--llm-baseline-update", "Accept this run's metrics as the new baseline", default=False,
@@ -126,6 +129,29 @@ def check_config(config: pytest.Config) -> None:
         check_spec(str(get(config, "llm_model")))
     except ConfigError as exc:
         raise pytest.UsageError(f"--llm-model / llm_model: {exc}") from None
+    if not DEVICE_SYNTAX.match(str(get(config, "llm_device"))):
+        raise pytest.UsageError(
+            f"--llm-device / llm_device: {get(config, 'llm_device')!r} is not one of {DEVICES_HELP}"
+        )
+    similarity_threshold(config)
+
+
+def similarity_threshold(config: pytest.Config) -> float:
+    raw = get(config, "llm_similarity_threshold")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise pytest.UsageError(
+            f"llm_similarity_threshold: {raw!r} must be a number in (0, 1], e.g. 0.85"
+        )
+    return value
+
+
+def metrics_dir(config: pytest.Config) -> Path:
+    """``llm_metrics_dir``, relative to the rootdir."""
+    return config.rootpath / str(get(config, "llm_metrics_dir"))
 
 
 # --- @pytest.mark.llm ----------------------------------------------------------------

