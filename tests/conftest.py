@@ -49,8 +49,12 @@ def _reset_module_state():
 
 
 @pytest.fixture
-def bot(pytester: pytest.Pytester) -> pytest.Pytester:
+def bot(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester dir with ``bot.py`` (a scripted model) importable as ``py:bot:reply``."""
+    # When this suite runs under xdist, inner runs must not think they are xdist workers
+    # (syrupy, for one, then skips its report).
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(bot=BOT)
     pytester.syspathinsert()
     return pytester

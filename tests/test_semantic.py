@@ -1,0 +1,266 @@
+"""Semantic snapshots and similarity with the real packaged all-MiniLM-L6-v2 (serial and -n 2)."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from conftest import dedent
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("syrupy")
+
+SNAPSHOT_TESTS = dedent(
+    """
+    import os
+    import pytest
+
+    REPLIES = {
+        "original": "You can return any item within 30 days of delivery for a full refund.",
+        "paraphrase": "Items can be returned for a full refund up to 30 days after delivery.",
+        "unrelated": "Our kettles come in red, blue and a very fetching shade of green.",
+    }
+
+    def reply():
+        return REPLIES[os.environ.get("REPLY", "original")]
+
+    def test_refund(llm_snapshot):
+        assert reply() == llm_snapshot
+
+    def test_refund_strict(llm_snapshot):
+        assert reply() == llm_snapshot(threshold=float(os.environ.get("THRESHOLD", "0.99")))
+    """
+)
+
+
+@pytest.fixture
+def snap(bot, monkeypatch):
+    bot.makepyfile(test_snap=SNAPSHOT_TESTS)
+    monkeypatch.setenv("REPLY", "original")
+    return bot
+
+
+def snapshot_file(pytester, name="test_refund"):
+    return pytester.path / "__snapshots__" / "test_snap" / f"{name}.llm.txt"
+
+
+def test_update_flow_then_paraphrase_passes_and_unrelated_fails(run, snap, monkeypatch):
+    result = run()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*Snapshot 'test_refund' does not exist!*"])
+
+    result = run("--snapshot-update")
+    result.assert_outcomes(passed=2)
+    text = snapshot_file(snap).read_text()
+    assert text == (
+        "embedding-model: sentence-transformers/all-MiniLM-L6-v2\n---\n"
+        "You can return any item within 30 days of delivery for a full refund.\n"
+    )
+
+    monkeypatch.setenv("REPLY", "paraphrase")
+    result = run()
+    result.assert_outcomes(passed=1, failed=1)  # the strict 0.99 threshold catches the rewording
+    result.stdout.fnmatch_lines(["*similarity 0.9* < threshold 0.990 (embedding model sentence-transformers/all-MiniLM-L6-v2)"])
+
+    monkeypatch.setenv("REPLY", "unrelated")
+    monkeypatch.setenv("THRESHOLD", "0.3")
+    result = run()
+    result.assert_outcomes(failed=2)  # unrelated text scores near 0: even a loose 0.3 catches it
+    result.stdout.fnmatch_lines(
+        [
+            "*similarity *0.0* < threshold 0.800 (embedding model sentence-transformers/all-MiniLM-L6-v2)",
+            "*--- stored",
+            "*+++ reply",
+            "*-You can return any item within 30 days of delivery for a full refund.",
+            "*+Our kettles come in red, blue and a very fetching shade of green.",
+        ]
+    )
+
+
+def test_snapshot_update_refreshes_a_failing_snapshot_only(snap, monkeypatch):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    before = snapshot_file(snap).stat().st_mtime_ns
+    monkeypatch.setenv("REPLY", "paraphrase")
+    result = snap.runpytest_subprocess("--snapshot-update")
+    result.assert_outcomes(passed=2)
+    assert snapshot_file(snap).stat().st_mtime_ns == before  # close enough: the reference is kept
+    assert "paraphrase" not in snapshot_file(snap).read_text()
+    assert "Items can be returned" in snapshot_file(snap, "test_refund_strict").read_text()
+
+
+def test_unused_snapshots_are_reported_and_removed(snap):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    (snap.path / "test_snap.py").write_text(SNAPSHOT_TESTS.replace("def test_refund_strict", "def _gone"))
+    result = snap.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*1 snapshot unused*"])
+    result = snap.runpytest_subprocess("--snapshot-update")
+    result.stdout.fnmatch_lines(["*1 unused snapshot deleted*"])
+    assert not snapshot_file(snap, "test_refund_strict").exists()
+    assert snapshot_file(snap).exists()
+
+
+def test_changed_embedding_model_needs_a_rebaseline(run, snap):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    path = snapshot_file(snap)
+    path.write_text(path.read_text().replace("sentence-transformers/all-MiniLM-L6-v2", "acme/other-embedder"))
+    result = run("-k", "not strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*re-baseline needed: this snapshot was compared with embedding model 'acme/other-embedder', "
+            "this run uses 'sentence-transformers/all-MiniLM-L6-v2'.",
+            "*Run pytest --snapshot-update to re-record the snapshot*",
+        ]
+    )
+    assert "similarity 1.000" not in result.stdout.str()  # no verdict from the wrong model
+    run("-k", "not strict", "--snapshot-update").assert_outcomes(passed=1)
+    assert path.read_text().startswith("embedding-model: sentence-transformers/all-MiniLM-L6-v2\n")
+
+
+def test_hand_broken_snapshot_is_reported_not_overwritten(snap):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    path = snapshot_file(snap)
+    path.write_text("You can return any item within 30 days.\n")
+    result = snap.runpytest_subprocess("-k", "not strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{path}: line 1: not a pytest-llmmetrics snapshot*"])
+    assert path.read_text() == "You can return any item within 30 days.\n"
+
+
+def test_samples_compared_in_one_batch(run, bot):
+    bot.makepyfile(
+        test_samples=dedent(
+            """
+            SAMPLES = [
+                "Returns are accepted within 30 days.",
+                "You can return items within 30 days.",
+                "Items may be returned for 30 days.",
+            ]
+
+            def test_samples(llm_snapshot):
+                assert SAMPLES == llm_snapshot
+
+            def test_samples_drifted(llm_snapshot):
+                assert SAMPLES[:2] + ["Our kettles are red."] == llm_snapshot(threshold=0.85)
+            """
+        )
+    )
+    bot.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    path = bot.path / "__snapshots__" / "test_samples" / "test_samples.llm.txt"
+    assert "samples: 3 (stored: the most central sample)" in path.read_text()
+    result = run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*mean similarity 0.* < threshold 0.850 over 3 samples (* of 3 at or above it, lowest *",
+            "*+++ least similar sample",
+            "*+Our kettles are red.",
+        ]
+    )
+
+
+def test_similarity_check_and_recorded_metric(run, bot):
+    bot.makepyfile(
+        test_sim=dedent(
+            """
+            from pytest_llmmetrics import metrics
+
+            def test_sim(llm_metrics, llm_snapshot):
+                replies = ["Paris is the capital of France.", "The French capital is Paris."]
+                llm_metrics.expect(replies, metrics.similarity("France's capital is Paris.", min=0.8))
+                record = llm_metrics.records["similarity[France's capital is Paris.]"]
+                assert record.n == 2 and record.passed == 2 and 0.8 < record.mean <= 1.0
+                assert replies[0] == llm_snapshot
+                assert llm_metrics.records["similarity[snapshot]"].values == [1.0]  # just recorded
+
+            def test_sim_miss(llm_metrics):
+                llm_metrics.expect("Bananas are yellow.", metrics.similarity("France's capital is Paris."))
+            """
+        )
+    )
+    result = run("--snapshot-update")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.re_match_lines([re.escape("- similarity[France's capital is Paris.] = ") + r"-?0\.\d+, needs >= 0\.8"])
+
+
+def test_corrupt_cache_is_dropped_and_recomputed(snap, monkeypatch):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    monkeypatch.setenv("REPLY", "paraphrase")  # identical text needs no encoding; a paraphrase does
+    snap.runpytest_subprocess("-k", "not strict").assert_outcomes(passed=1)
+    cache = snap.path / ".llmmetrics" / "cache" / "embeddings.sqlite3"
+    assert cache.is_file() and (cache.parent / ".gitignore").read_text().strip().endswith("*")
+    # A broken entry: a vector blob of the wrong size.
+    with sqlite3.connect(cache) as db:
+        assert db.execute("UPDATE embedding SET vec = x'0000'").rowcount >= 1
+        db.execute("DELETE FROM similarity")
+    result = snap.runpytest_subprocess("-k", "not strict", "-W", "default")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*dropped * broken entries; they are recomputed*"])
+    # A broken file.
+    for suffix in ("-wal", "-shm"):
+        (cache.parent / (cache.name + suffix)).unlink(missing_ok=True)
+    cache.write_bytes(b"this is not a database" * 100)
+    result = snap.runpytest_subprocess("-k", "not strict", "-W", "default")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*embedding cache * is unreadable (*); starting a new one*"])
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT count(*) FROM embedding").fetchone()[0] >= 1
+
+
+def test_fully_cached_run_imports_no_torch(snap, monkeypatch):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    monkeypatch.setenv("REPLY", "paraphrase")
+    snap.runpytest_subprocess().assert_outcomes(passed=1, failed=1)  # fills the similarity cache
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pytest", "-p", "no:cacheprovider", "-q", "--capture=no"],
+        cwd=snap.path, capture_output=True, text=True, timeout=300,
+    )
+    assert "1 failed, 1 passed" in proc.stdout
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "pytest_llmmetrics.snapshot" in imported
+    assert sorted(m for m in imported if m.split(".")[0] in ("torch", "transformers", "sentence_transformers")) == []
+
+
+def test_long_text_truncation_is_reported(bot):
+    bot.makepyfile(
+        test_long=dedent(
+            """
+            from pytest_llmmetrics import metrics
+
+            def test_long(llm_metrics):
+                text = "refund policy details " * 200
+                llm_metrics.expect(text, metrics.similarity(text))
+                llm_metrics.expect(text + " extra", metrics.similarity(text, min=0.5))
+            """
+        )
+    )
+    result = bot.runpytest_subprocess("-W", "default")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*reads only the first 256 word pieces; the rest of this text is ignored*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--llm-embedding-model", "/nowhere/model"], "cannot load the embedding model '/nowhere/model' offline"),
+        (["--llm-device", "cuda:7"], "--llm-device cuda:7: "),
+    ],
+)
+def test_unusable_model_or_device_fails_cleanly(bot, args, expected):
+    bot.makepyfile(test_a=dedent(
+        """
+        from pytest_llmmetrics import metrics
+
+        def test_a(llm_metrics):
+            llm_metrics.expect("a reply", metrics.similarity("a reference"))
+        """
+    ))
+    result = bot.runpytest_subprocess(*args)
+    result.assert_outcomes(failed=1)
+    assert expected in result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str()
