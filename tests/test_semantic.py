@@ -247,7 +247,7 @@ def test_long_text_truncation_is_reported(bot):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--llm-embedding-model", "/nowhere/model"], "cannot load the embedding model '/nowhere/model' offline"),
+        (["--llm-embedding-model", "/nowhere/model"], "cannot load the embedding model '/nowhere/model' (FileNotFoundError: Path /nowhere/model not found)"),
         (["--llm-device", "cuda:7"], "--llm-device cuda:7: "),
     ],
 )
