@@ -76,13 +76,8 @@ class BertSentenceEncoder:
         self.w = {k[len(prefix):]: v.to(self.device, self.dtype) for k, v in weights.items() if k.startswith(prefix)}
         self.pad_id = int(config.get("pad_token_id", 0))
 
-    def token_counts(self, texts: list[str]) -> list[tuple[int, bool]]:
-        """Word pieces each text is encoded to, and whether it was cut at ``max_length``."""
-        encodings = self.tokenizer.encode_batch(texts)
-        return [(len(e.ids), bool(e.overflowing)) for e in encodings]
-
-    def encode(self, texts: list[str]) -> Any:
-        """A float32 CPU tensor of shape (len(texts), hidden), rows of unit length."""
+    def encode(self, texts: list[str]) -> tuple[Any, list[bool]]:
+        """A float32 CPU tensor of shape (len(texts), hidden), rows of unit length, and which texts were cut."""
         torch = self.torch
         encodings = self.tokenizer.encode_batch(texts)
         width = max(len(e.ids) for e in encodings)
@@ -104,7 +99,7 @@ class BertSentenceEncoder:
                 pooled = hidden[:, 0]
             pooled = pooled.float()
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled.cpu()
+        return pooled.cpu(), [bool(e.overflowing) for e in encodings]
 
     def _forward(self, ids: Any, mask: Any, types: Any) -> Any:
         torch = self.torch

@@ -133,6 +133,11 @@ class EmbeddingCache:
             self._write("DELETE FROM embedding WHERE key = ?", [(k,) for k in broken])
         return found
 
+    def has_embeddings(self, model: str, texts: Sequence[str]) -> set[str]:
+        """Which of ``texts`` have an entry (not decoded: a broken one is caught when read)."""
+        keys = {text_key(model, t): t for t in texts}
+        return {keys[k] for (k,) in self._query("SELECT key FROM embedding WHERE key IN ({marks})", list(keys))}
+
     def put_embeddings(self, model: str, vectors: dict[str, Any]) -> None:
         import numpy as np
 

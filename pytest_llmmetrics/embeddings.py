@@ -106,17 +106,13 @@ class _SentenceTransformersEncoder:
             self.model.half()
         self.max_length = int(self.model.max_seq_length or 512)
 
-    def token_counts(self, texts: list[str]) -> list[tuple[int, bool]]:
-        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
-        return [(min(len(i), self.max_length), len(i) > self.max_length) for i in ids]
-
-    def encode(self, texts: list[str]) -> Any:
+    def encode(self, texts: list[str]) -> tuple[Any, list[bool]]:
         import torch
 
-        return torch.as_tensor(
-            self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
-                              show_progress_bar=False)
-        )
+        ids = self.model.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        vectors = self.model.encode(texts, batch_size=len(texts), normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+        return torch.as_tensor(vectors), [len(i) > self.max_length for i in ids]
 
 
 # Loaded encoders by (model source, requested device): one model per process,
@@ -207,21 +203,29 @@ class EmbeddingEngine:
 
     def _encode(self, texts: list[str]) -> dict[str, Any]:
         encoder = self.encoder()
-        for text, (_, cut) in zip(texts, encoder.token_counts(texts)):
-            if cut:
-                start = " ".join(text.split())[:60]
-                warnings.warn(LLMMetricsWarning(
-                    f"embedding model {self.identity} reads only the first {encoder.max_length} word pieces; "
-                    f"the rest of this text is ignored for similarity: {start!r}..."), stacklevel=4)
         # Longest first, like sentence-transformers: batches pad to similar lengths.
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out: dict[str, Any] = {}
         for start in range(0, len(order), self.batch_size):
             batch = [texts[i] for i in order[start : start + self.batch_size]]
-            vectors = encoder.encode(batch).numpy()
-            out.update(zip(batch, vectors))
+            vectors, cut = encoder.encode(batch)
+            out.update(zip(batch, vectors.numpy()))
+            for text in (t for t, c in zip(batch, cut) if c):
+                warnings.warn(LLMMetricsWarning(
+                    f"embedding model {self.identity} reads only the first {encoder.max_length} word pieces; "
+                    f"the rest of this text is ignored for similarity: {' '.join(text.split())[:60]!r}..."),
+                    stacklevel=4)
         self.encoded += len(texts)
         return out
+
+    def ensure_encoded(self, texts: Sequence[str]) -> None:
+        """Encode (in one batch) and cache whichever of ``texts`` the cache lacks, without loading the rest."""
+        wanted = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if wanted and self.cache is not None:
+            present = self.cache.has_embeddings(self.identity, wanted)
+            wanted = [t for t in wanted if t not in present]
+        if wanted:
+            self.embed(wanted)
 
     def similarities(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """Cosine similarity of each (reference, reply) pair; all missing texts encoded in one batch."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,9 +216,9 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         return ok
 
 
-# Snapshot folders and test-name prefixes of the tests selected in this process,
-# so the first comparison can encode every stored reference in one batch.
-_SELECTED: list[tuple[Path, str]] = []
+# Snapshot folders and test names of the tests selected in this process, so the
+# first comparison can encode every stored reference not yet cached in one batch.
+_SELECTED: set[tuple[Path, str]] = set()
 _PREFETCHED: set[str] = set()
 
 
@@ -230,39 +231,52 @@ def register_selected(items: list[pytest.Item]) -> None:
         if "llm_snapshot" in getattr(item, "fixturenames", ()):
             location = PyTestLocation(item)
             folder = Path(SemanticSnapshotExtension.dirname(test_location=location))
-            _SELECTED.append((folder, location.snapshot_name))
+            _SELECTED.add((folder, location.snapshot_name))
 
 
 def prefetch_references(engine: Any) -> None:
-    """Encode the stored references of all selected tests at once (cache-aware), the first time only."""
+    """Make sure every stored reference of the selected tests is encoded, in one batch, once per process."""
     if engine.identity in _PREFETCHED:
         return
     _PREFETCHED.add(engine.identity)
-    references = []
+    suffix = f".{SemanticSnapshotExtension.file_extension}"
+    by_folder: dict[Path, set[str]] = {}
     for folder, name in _SELECTED:
-        for path in folder.glob(f"{glob_escape(name)}*.{SemanticSnapshotExtension.file_extension}"):
+        by_folder.setdefault(folder, set()).add(name)
+    references = []
+    for folder, names in by_folder.items():
+        try:
+            files = [f for f in os.scandir(folder) if f.name.endswith(suffix)]
+        except OSError:
+            continue
+        for entry in files:
+            stem = entry.name[: -len(suffix)]
+            # <test name>.llm.txt, or <test name>.<index>.llm.txt for later asserts in a test
+            if stem not in names and stem.rsplit(".", 1)[0] not in names:
+                continue
             try:
-                stored = parse(path.read_text(encoding="utf-8"), str(path))
+                stored = parse(Path(entry.path).read_text(encoding="utf-8"), entry.path)
             except (OSError, ConfigError):
                 continue  # reported by the test that owns it
             if stored.model == engine.identity:
                 references.append(stored.text)
-    if references:
-        engine.embed(references)
-
-
-def glob_escape(name: str) -> str:
-    return re.sub(r"([\[\]*?])", r"[\1]", name)
+    engine.ensure_encoded(references)
 
 
 def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) -> LLMSnapshotAssertion:
-    base = request.getfixturevalue("snapshot")
+    from syrupy.location import PyTestLocation
+
+    # What syrupy's own ``snapshot`` fixture does; building it directly saves
+    # registering a second, unused assertion per test.
+    session = getattr(request.config, "_syrupy", None)
+    if session is None:
+        session = request.getfixturevalue("snapshot").session
     assertion = LLMSnapshotAssertion(
-        update_snapshots=base.update_snapshots,
-        update_new_snapshots_only=base.update_new_snapshots_only,
+        update_snapshots=request.config.option.update_snapshots,
+        update_new_snapshots_only=request.config.option.update_new_snapshots_only,
         extension_class=SemanticSnapshotExtension,
-        test_location=base.test_location,
-        session=base.session,
+        test_location=PyTestLocation(request.node),
+        session=session,
     )
     assertion.recorder = recorder
     return assertion
