@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator
 
 import pytest
@@ -85,6 +86,18 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     return result
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Skip ``__snapshots__/<test module>/`` folders of single-file snapshots: they hold no tests.
+
+    Without this, pytest offers every snapshot file to every collector plugin,
+    which for a few hundred snapshots costs more than comparing them.
+    """
+    if collection_path.parent.name == "__snapshots__" and collection_path.is_dir():
+        if collection_path.parent.parent.joinpath(collection_path.name + ".py").is_file():
+            return True
+    return None
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any("llm_snapshot" in getattr(item, "fixturenames", ()) for item in session.items):
         from .snapshot import register_selected
@@ -144,19 +157,25 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     return LLM(llm_model, llm_settings)
 
 
-@pytest.fixture
-def llm_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
-    """Record metrics (``record``) and check replies (``expect``) for this test."""
-    from .recorder import MetricsRecorder
+def recorder_for(item: pytest.Item) -> MetricsRecorder:
+    """The test's metrics recorder, made on first use (by ``llm_metrics`` or ``llm_snapshot``)."""
+    recorder = item.stash.get(RECORDER_KEY, None)
+    if recorder is None:
+        from .recorder import MetricsRecorder
 
-    config = request.config
-    recorder = MetricsRecorder(lambda: metric_registry(config))
-    request.node.stash[RECORDER_KEY] = recorder
+        config = item.config
+        recorder = item.stash[RECORDER_KEY] = MetricsRecorder(lambda: metric_registry(config))
     return recorder
 
 
 @pytest.fixture
-def llm_snapshot(request: pytest.FixtureRequest, llm_metrics: MetricsRecorder) -> Any:
+def llm_metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
+    """Record metrics (``record``) and check replies (``expect``) for this test."""
+    return recorder_for(request.node)
+
+
+@pytest.fixture
+def llm_snapshot(request: pytest.FixtureRequest) -> Any:
     """A syrupy snapshot that compares meaning: ``assert reply == llm_snapshot``.
 
     Passes while the cosine similarity of the stored and the new text reaches
@@ -169,4 +188,4 @@ def llm_snapshot(request: pytest.FixtureRequest, llm_metrics: MetricsRecorder) -
         raise ConfigError(
             "llm_snapshot needs syrupy and sentence-transformers: pip install 'pytest-llmmetrics[semantic]'"
         ) from None
-    return make_assertion(request, llm_metrics)
+    return make_assertion(request, recorder_for(request.node))

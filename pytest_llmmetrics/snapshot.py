@@ -119,6 +119,9 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+|\n", text) if s.strip()]
 
 
+_PATHS: dict[tuple[str, ...], str] = {}
+
+
 class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     """Matches when the cosine similarity of stored and new text reaches the threshold."""
 
@@ -131,6 +134,33 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         self.location = ""
         self.samples: list[str] = []
         self.verdict: Verdict | None = None
+
+    # syrupy asks for these paths thousands of times in a run of a few hundred
+    # snapshots, each time through pathlib; they depend only on the test file,
+    # the test name and the index, so remember them.
+    @classmethod
+    def dirname(cls, *, test_location: Any) -> str:
+        key = ("dir", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
+        found = _PATHS.get(key)
+        if found is None:
+            found = _PATHS[key] = super().dirname(test_location=test_location)
+        return found
+
+    @classmethod
+    def discovery_dirname(cls, *, test_location: Any) -> str:
+        key = ("discovery", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
+        found = _PATHS.get(key)
+        if found is None:
+            found = _PATHS[key] = super().discovery_dirname(test_location=test_location)
+        return found
+
+    @classmethod
+    def get_location(cls, *, test_location: Any, index: Any) -> str:
+        key = ("file", str(test_location.filepath), test_location.snapshot_name, str(index), cls.snapshot_dirname)
+        found = _PATHS.get(key)
+        if found is None:
+            found = _PATHS[key] = super().get_location(test_location=test_location, index=index)
+        return found
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
         texts = texts_of(data)
@@ -223,15 +253,19 @@ _PREFETCHED: set[str] = set()
 
 
 def register_selected(items: list[pytest.Item]) -> None:
-    from syrupy.location import PyTestLocation
-
+    """Remember where the selected ``llm_snapshot`` tests keep their snapshots (cheap: no file access)."""
     _SELECTED.clear()
     _PREFETCHED.clear()
+    folders: dict[Path, Path] = {}
     for item in items:
-        if "llm_snapshot" in getattr(item, "fixturenames", ()):
-            location = PyTestLocation(item)
-            folder = Path(SemanticSnapshotExtension.dirname(test_location=location))
-            _SELECTED.add((folder, location.snapshot_name))
+        if "llm_snapshot" not in getattr(item, "fixturenames", ()):
+            continue
+        path = item.path
+        folder = folders.get(path)
+        if folder is None:
+            folder = folders[path] = path.parent / SemanticSnapshotExtension.snapshot_dirname / path.stem
+        # syrupy's snapshot name: the classes (as in the node id), then the test name
+        _SELECTED.add((folder, ".".join(item.nodeid.split("::")[1:-1] + [item.name])))
 
 
 def prefetch_references(engine: Any) -> None:
