@@ -37,6 +37,14 @@ def no_params(messages):
 
 
 @pytest.fixture(autouse=True)
+def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When this suite runs under xdist, inner pytest runs must not think they are xdist workers
+    (syrupy, for one, then skips its report)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _reset_module_state():
     """Metrics made with @metric and prices live at module level: restore them per test."""
     decorated = dict(check_module._DECORATED)
@@ -49,12 +57,8 @@ def _reset_module_state():
 
 
 @pytest.fixture
-def bot(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def bot(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester dir with ``bot.py`` (a scripted model) importable as ``py:bot:reply``."""
-    # When this suite runs under xdist, inner runs must not think they are xdist workers
-    # (syrupy, for one, then skips its report).
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile(bot=BOT)
     pytester.syspathinsert()
     return pytester

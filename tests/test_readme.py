@@ -3,7 +3,8 @@
 A scenario starts at ``<!-- scenario: NAME -->``; each ``<!-- file: PATH -->``
 names the code block after it; a ``console`` block starting with ``$ pytest``
 is run, and its other lines must appear in order in the output (``*`` is a
-wildcard, as in ``fnmatch_lines``).
+wildcard, as in ``fnmatch_lines``); a ``console`` block starting with
+``$ cat PATH`` must show that file exactly.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ def scenarios() -> dict[str, tuple[dict[str, str], list[tuple[list[str], list[st
         for block in BLOCK.finditer(text):
             if block["file"]:
                 files[block["file"]] = block["body"]
-            elif block["lang"] == "console" and block["body"].startswith("$ pytest"):
+            elif block["lang"] == "console" and block["body"].startswith(("$ pytest", "$ cat ")):
                 command, *expected = block["body"].rstrip("\n").split("\n")
-                runs.append((shlex.split(command[2:])[1:], expected))
+                runs.append((shlex.split(command[2:]), expected))
         found[name] = (files, runs)
     return found
 
@@ -37,7 +38,7 @@ SCENARIOS = scenarios()
 
 
 def test_readme_has_scenarios():
-    assert {"quickstart", "override", "custom", "bad-marker"} <= set(SCENARIOS)
+    assert {"quickstart", "override", "custom", "bad-marker", "snapshot", "snapshot-drift"} <= set(SCENARIOS)
     assert all(runs for _, runs in SCENARIOS.values())
 
 
@@ -45,7 +46,11 @@ def test_readme_has_scenarios():
 def test_readme_scenario(pytester: pytest.Pytester, name: str) -> None:
     files, runs = SCENARIOS[name]
     for path, body in files.items():
+        pytester.path.joinpath(path).parent.mkdir(parents=True, exist_ok=True)
         pytester.path.joinpath(path).write_text(body)
-    for args, expected in runs:
+    for (program, *args), expected in runs:
+        if program == "cat":
+            assert pytester.path.joinpath(args[0]).read_text().splitlines() == expected
+            continue
         result = pytester.runpytest_subprocess(*args)
         result.stdout.fnmatch_lines([line.rstrip() for line in expected if line.strip()], consecutive=False)
