@@ -42,10 +42,11 @@ class LLM:
     marker's arguments: ``llm("Hi", temperature=0.7, max_tokens=50)``.
     """
 
-    def __init__(self, model: Any, settings: LLMSettings) -> None:
+    def __init__(self, model: Any, settings: LLMSettings, on_send: Any = None) -> None:
         self.model = model
         self.settings = settings
         self.name = model_name(model)
+        self._on_send = on_send  # (model name, params, messages) -> None, for fingerprints
 
     def __repr__(self) -> str:
         return f"<llm {self.name} temperature={self.settings.temperature} max_tokens={self.settings.max_tokens}>"
@@ -90,8 +91,11 @@ class LLM:
         return checked
 
     def _send(self, messages: list[dict[str, str]], settings: LLMSettings) -> Response:
+        params = settings.call_params()
+        if self._on_send is not None:
+            self._on_send(self.name, params, messages)
         start = time.perf_counter()
-        result = self.model(messages, **settings.call_params())
+        result = self.model(messages, **params)
         elapsed = time.perf_counter() - start
         if isinstance(result, str):
             return Response(text=result, model=self.name, latency_s=elapsed)

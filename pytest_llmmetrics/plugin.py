@@ -45,6 +45,27 @@ def pytest_configure(config: pytest.Config) -> None:
         _settings.metrics_dir(config) / "cache",
         threshold=_settings.similarity_threshold(config),
     )
+    if not hasattr(config, "workerinput"):  # xdist workers send their metrics to the controller
+        from .delta import Tolerances
+        from .report import MetricsReport
+
+        try:
+            tolerances = Tolerances.parse(_settings.get(config, "llm_tolerance"))
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.pluginmanager.register(
+            MetricsReport(
+                config,
+                _settings.metrics_dir(config),
+                tolerances,
+                update=bool(_settings.get(config, "llm_baseline_update")
+                            or getattr(config.option, "update_snapshots", False)),
+                fail_on_regression=bool(_settings.get(config, "llm_fail_on_regression")),
+                json_path=_settings.get(config, "llm_report_json"),
+                model=str(_settings.get(config, "llm_model")),
+            ),
+            "llmmetrics-report",
+        )
 
 
 def metric_registry(config: pytest.Config) -> MetricRegistry:
@@ -130,6 +151,20 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     return result
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Put the test's metrics on its call report: JUnit properties, and the way to the xdist controller."""
+    report = yield
+    recorder = item.stash.get(RECORDER_KEY, None)
+    if call.when == "call" and recorder is not None and recorder.records:
+        summary = recorder.summary()
+        report.llm_metrics = summary
+        properties = [(f"llm:{name}", repr(m["mean"])) for name, m in summary["metrics"].items()]
+        report.user_properties.extend(properties)
+        item.user_properties.extend(properties)
+    return report
+
+
 @pytest.fixture
 def llm_model(request: pytest.FixtureRequest) -> Any:
     """The model the ``llm`` fixture calls: override it in conftest.py to plug in anything.
@@ -154,7 +189,7 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     from .client import LLM
 
     llm_settings = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model"))
-    return LLM(llm_model, llm_settings)
+    return LLM(llm_model, llm_settings, on_send=recorder_for(request.node).note_call)
 
 
 def recorder_for(item: pytest.Item) -> MetricsRecorder:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -76,6 +78,32 @@ class MetricsRecorder:
         self._registry_factory = registry_factory
         self.records: dict[str, MetricRecord] = {}
         self.misses: list[Miss] = []
+        # What the metrics depend on, so the delta report can say why one moved.
+        self.fingerprint: dict[str, str] = {}
+        self._prompts = hashlib.sha256()
+
+    def note_call(self, model: str, params: dict[str, Any], messages: list[dict[str, str]]) -> None:
+        """Called by the ``llm`` fixture for every request this test sends."""
+        self._prompts.update(json.dumps(messages, sort_keys=True).encode())
+        self.fingerprint["model"] = model
+        self.fingerprint["params"] = json.dumps(params, sort_keys=True, default=repr)
+        self.fingerprint["prompt"] = self._prompts.hexdigest()[:16]
+
+    def summary(self) -> dict[str, Any]:
+        """This test's metrics as stored in the baseline (plain JSON types: they travel from xdist workers)."""
+        metrics = {
+            name: {
+                "higher_is_better": r.higher_is_better,
+                "kind": r.kind,
+                "mean": round(r.mean, 9),
+                "n": r.n,
+                "passed": r.passed,
+                "std": round(r.std, 9),
+                "threshold": r.threshold,
+            }
+            for name, r in sorted(self.records.items())
+        }
+        return {"fingerprint": dict(sorted(self.fingerprint.items())), "metrics": metrics}
 
     @property
     def registry(self) -> MetricRegistry:

@@ -63,12 +63,12 @@ OPTIONS: dict[str, Option] = {
         Option("llm_metrics_dir", None, "Directory of the metric baseline, run history and embedding cache "
                "(default: .llmmetrics at the rootdir)", default=".llmmetrics"),
         Option("llm_fail_on_regression", "--llm-fail-on-regression", "Exit non-zero when a metric regressed "
-               "against the baseline, even if every test passed", default=False, ini_type="bool", ready=False),
+               "against the baseline, even if every test passed", default=False, ini_type="bool"),
         Option(None, "--llm-baseline-update", "Accept this run's metrics as the new baseline", default=False,
-               ini_type="bool", ready=False),
-        Option("llm_report_json", "--llm-report-json", "Write the metric report as JSON to this path", ready=False),
-        Option("llm_tolerance", "--llm-tolerance", "Regression tolerances, e.g. 'similarity:0.02,latency_s:10%'",
-               ready=False),
+               ini_type="bool"),
+        Option("llm_report_json", "--llm-report-json", "Write the metric report as JSON to this path"),
+        Option("llm_tolerance", "--llm-tolerance", "Regression tolerances: a default and NAME:VALUE pairs, "
+               "absolute or relative, e.g. '0.01,similarity:0.02,latency_s:10%'"),
     ]
 }
 

@@ -236,6 +236,8 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         ok = super()._assert(data)
         result = self.executions[self.num_executions - 1]
         verdict = extension.verdict
+        if self.recorder is not None:
+            self.recorder.fingerprint["embedding_model"] = get_engine().identity
         if self.recorder is not None and result.exception is None:
             name = "similarity[snapshot]" if index == 0 else f"similarity[snapshot.{index}]"
             if result.created or result.updated:

@@ -194,11 +194,9 @@ def test_bad_marker_on_class_names_each_test(bot):
         (["--llm-model", "py:no_colon"], "write py:<module>:<callable>"),
         (["--llm-record-mode", "sometimes"], "'sometimes' is not one of off, none, once, new_episodes, all"),
         (["--llm-record-mode", "none"], "--llm-record-mode / llm_record_mode='none' is not supported yet"),
-        (["--llm-fail-on-regression"], "--llm-fail-on-regression / llm_fail_on_regression=True is not supported yet"),
-        (["--llm-baseline-update"], "--llm-baseline-update=True is not supported yet"),
+        (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance: 'similarity=0.02' is not NAME:VALUE"),
         (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
         (["--llm-base-url", "http://127.0.0.1:1"], "is not supported yet"),
-        (["--llm-report-json", "r.json"], "is not supported yet"),
     ],
 )
 def test_bad_or_unsupported_option_is_a_usage_error(bot, args, expected):

@@ -59,7 +59,7 @@ def test_expect_fails_once_listing_every_miss(run, bot):
             "- ends_with[!] = false, needs must be true",
         ]
     )
-    assert "no_refusal" not in out  # it passed
+    assert "- no_refusal" not in out  # it passed
     assert out.count("llm checks missed") == 2  # the failure, and the short summary line
     assert "Traceback" not in out
 

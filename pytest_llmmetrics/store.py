@@ -1,0 +1,137 @@
+"""The committed ``baseline.json`` and the run history in ``llm_metrics_dir``.
+
+Layout of ``baseline.json`` (sorted keys, one value per line, so a git diff
+reads line by line)::
+
+    {
+      "format": 1,
+      "tests": {
+        "tests/test_bot.py::test_refund": {
+          "fingerprint": {"model": "local", "params": "...", "prompt": "3f2a..."},
+          "metrics": {
+            "word_count": {"higher_is_better": false, "kind": "word_count", "mean": 23.0,
+                           "n": 1, "passed": 1, "std": 0.0, "threshold": "<= 40"}
+          }
+        }
+      }
+    }
+
+Loading is strict (a hand-broken file is an error naming the file and the
+position, and is left untouched); history files are a cache and are skipped
+with a warning when unreadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, LLMMetricsWarning
+from .files import atomic_write_text
+
+FORMAT = 1
+BASELINE = "baseline.json"
+HISTORY = "history"
+KEEP_RUNS = 50
+ENTRY_FIELDS = {"higher_is_better": bool, "kind": str, "mean": (int, float), "n": int}
+
+Tests = dict[str, dict[str, Any]]  # node id -> {"fingerprint": {...}, "metrics": {name: entry}}
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def load_baseline(path: Path) -> Tests | None:
+    """The baseline's tests, or None when there is no baseline yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}. The baseline is not valid JSON; "
+            "fix it (git diff / git checkout it), or delete it and run pytest --llm-baseline-update. "
+            "It was left untouched."
+        ) from None
+    return validate(data, path)
+
+
+def validate(data: Any, path: Path) -> Tests:
+    def bad(where: str, what: str) -> ConfigError:
+        return ConfigError(f"{path}: {where}: {what}. Fix the file or re-record it with --llm-baseline-update; "
+                           "it was left untouched.")
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("tests"), dict):
+        raise bad("top level", f'expected {{"format": {FORMAT}, "tests": {{...}}}}')
+    for nodeid, test in data["tests"].items():
+        if not isinstance(test, dict) or not isinstance(test.get("metrics"), dict):
+            raise bad(f"tests[{nodeid!r}]", 'expected {"fingerprint": {...}, "metrics": {...}}')
+        for name, entry in test["metrics"].items():
+            if not isinstance(entry, dict):
+                raise bad(f"tests[{nodeid!r}].metrics[{name!r}]", "expected an object")
+            for key, kind in ENTRY_FIELDS.items():
+                if not isinstance(entry.get(key), kind) or (kind is not bool and isinstance(entry.get(key), bool)):
+                    raise bad(f"tests[{nodeid!r}].metrics[{name!r}].{key}", f"missing or of the wrong type")
+    return data["tests"]
+
+
+def save_baseline(path: Path, tests: Tests) -> None:
+    atomic_write_text(path, dumps({"format": FORMAT, "tests": tests}))
+
+
+def merge(old: Tests | None, current: Tests, *, remove_missing: bool) -> tuple[Tests, list[str]]:
+    """The updated baseline: tests that ran replace their entries; the rest stay unless ``remove_missing``.
+
+    Returns the new tests and the node ids removed.
+    """
+    merged = dict(old or {})
+    merged.update(current)
+    removed = sorted(set(merged) - set(current)) if remove_missing else []
+    for nodeid in removed:
+        del merged[nodeid]
+    return dict(sorted(merged.items())), removed
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_history(metrics_dir: Path, tests: Tests, *, model: str, root: Path) -> Path:
+    """Keep this run's metrics for trends and for comparing with the last run (never committed)."""
+    folder = metrics_dir / HISTORY
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# pytest-llmmetrics run history: local, never commit\n*\n")
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    path = folder / f"{stamp}-{os.getpid()}.json"
+    run = {"format": FORMAT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "commit": _git_commit(root), "model": model, "tests": tests}
+    atomic_write_text(path, dumps(run))
+    runs = sorted(folder.glob("*.json"))
+    for old in runs[:-KEEP_RUNS]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def last_history(metrics_dir: Path) -> tuple[Path, Tests] | None:
+    """The most recent readable recorded run."""
+    folder = metrics_dir / HISTORY
+    for path in sorted(folder.glob("*.json"), reverse=True):
+        try:
+            return path, validate(json.loads(path.read_text(encoding="utf-8")), path)
+        except (OSError, ValueError, ConfigError) as exc:
+            warnings.warn(LLMMetricsWarning(f"skipping unreadable run history {path}: {exc}"))
+    return None
