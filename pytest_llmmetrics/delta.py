@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import stats
@@ -11,6 +11,7 @@ from .errors import ConfigError
 from .store import Tests
 
 ORDER = ("regressed", "unstable", "improved", "new", "gone", "unchanged")
+_RANK = {verdict: rank for rank, verdict in enumerate(ORDER)}
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,17 @@ class Row:
     values: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: it deep-copies, and a report can have tens of thousands of rows.
+        return {"test": self.test, "metric": self.metric, "verdict": self.verdict, "baseline": self.baseline,
+                "current": self.current, "delta": self.delta, "why": self.why, "detectable": self.detectable,
+                "values": self.values}
+
+
+def _numbers(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the JSON report keeps of a side: enough to recompute the verdict."""
+    if entry is None:
+        return None
+    return {"mean": entry["mean"], "n": entry["n"], "passed": entry.get("passed"), "std": entry.get("std")}
 
 
 def _fmt(value: float) -> str:
@@ -111,13 +122,24 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
         for metric, cur in cur_test["metrics"].items():
             base = base_test.get("metrics", {}).get(metric)
             if base is None:
-                rows.append(Row(test, metric, "new", current=_show(cur, False), values={"current": cur}))
+                rows.append(Row(test, metric, "new", current=_show(cur, False), values={"current": _numbers(cur)}))
+                continue
+            higher = cur["higher_is_better"]
+            if base["n"] == 1 and cur["n"] == 1:
+                # Deterministic values: the change is the point itself, there is no noise to account for.
+                raw = cur["mean"] - base["mean"]
+                d = raw if higher else -raw
+                tolerance = tolerances.for_metric(metric, cur.get("kind", metric), base["mean"])
+                verdict = stats.verdict(d, d, d, tolerance)
+                rows.append(Row(test, metric, verdict, _fmt(base["mean"]), _fmt(cur["mean"]), f"{raw:+.4g}",
+                                why if verdict != "unchanged" else "", "",
+                                {"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance}))
                 continue
             rate = _is_rate(base, cur)
             b, c = _side(base), _side(cur)
             if not rate:
                 b, c = stats.Side(b.mean, b.n, b.std), stats.Side(c.mean, c.n, c.std)
-            d, lo, hi = stats.change_interval(b, c, cur["higher_is_better"])
+            d, lo, hi = stats.change_interval(b, c, higher)
             base_value = b.passed / b.n if rate and b.passed is not None else b.mean
             tolerance = tolerances.for_metric(metric, cur.get("kind", metric), base_value)
             verdict = stats.verdict(d, lo, hi, tolerance)
@@ -129,7 +151,8 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
                 f"{raw * 100:+.0f} pts" if rate else f"{raw:+.4g}",
                 why if verdict != "unchanged" else "",
                 (f"{mde * 100:.0f} pts" if rate else _fmt(mde)) if mde is not None else "",
-                {"baseline": base, "current": cur, "change_interval": [lo, hi], "tolerance": tolerance},
+                {"baseline": _numbers(base), "current": _numbers(cur), "change_interval": [lo, hi],
+                 "tolerance": tolerance},
             )
             if verdict == "regressed" and (b.n > 1 or c.n > 1):
                 tested.append((len(rows), stats.regression_p_value(b, c, cur["higher_is_better"])))
@@ -137,12 +160,14 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
         if full_run:
             for metric, base in base_test.get("metrics", {}).items():
                 if metric not in cur_test["metrics"]:
-                    rows.append(Row(test, metric, "gone", baseline=_show(base, False), values={"baseline": base}))
+                    rows.append(Row(test, metric, "gone", baseline=_show(base, False),
+                                    values={"baseline": _numbers(base)}))
     if full_run:
         for test, base_test in base_tests.items():
             if test not in current:
                 for metric, base in base_test.get("metrics", {}).items():
-                    rows.append(Row(test, metric, "gone", baseline=_show(base, False), values={"baseline": base}))
+                    rows.append(Row(test, metric, "gone", baseline=_show(base, False),
+                                    values={"baseline": _numbers(base)}))
     # With many sampled metrics some look regressed by chance: hold the false discovery rate at 5 %.
     if len(tested) > 1:
         keep = stats.benjamini_hochberg([p for _, p in tested])
@@ -151,7 +176,7 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
                 old = rows[index]
                 rows[index] = Row(old.test, old.metric, "unstable", old.baseline, old.current, old.delta,
                                   old.why, old.detectable, old.values)
-    rows.sort(key=lambda r: (ORDER.index(r.verdict), r.test, r.metric))
+    rows.sort(key=lambda r: (_RANK[r.verdict], r.test, r.metric))
     return rows
 
 
