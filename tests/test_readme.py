@@ -38,7 +38,8 @@ SCENARIOS = scenarios()
 
 
 def test_readme_has_scenarios():
-    assert {"quickstart", "override", "custom", "bad-marker", "snapshot", "snapshot-drift"} <= set(SCENARIOS)
+    assert {"quickstart", "override", "custom", "bad-marker", "snapshot", "snapshot-drift", "baseline",
+            "baseline-regression"} <= set(SCENARIOS)
     assert all(runs for _, runs in SCENARIOS.values())
 
 
