@@ -21,11 +21,16 @@ class Tolerances:
     A value is an absolute change in the metric's unit, or with ``%`` relative
     to the baseline value. Looked up by metric name, then by kind
     (``similarity`` covers ``similarity[snapshot]``). Pass rates of sampled
-    checks take absolute values (``0.05`` is 5 points).
+    checks take absolute values (``0.05`` is 5 points). Built in, overridable:
+    ``latency_s:50%``.
     """
 
     default: tuple[float, bool] = (0.0, False)
     by_name: dict[str, tuple[float, bool]] = field(default_factory=dict)
+
+    # Wall-clock latency is noisy from run to run even for the same reply: unless
+    # told otherwise, only a change of more than 50 % counts.
+    BUILT_IN = {"latency_s": (0.5, True)}
 
     @classmethod
     def parse(cls, spec: str | None) -> Tolerances:
@@ -51,11 +56,12 @@ class Tolerances:
         return cls(default, by_name)
 
     def for_metric(self, name: str, kind: str, base_value: float) -> float:
-        value, relative = self.by_name.get(name) or self.by_name.get(kind) or self.default
+        value, relative = (self.by_name.get(name) or self.by_name.get(kind) or self.BUILT_IN.get(kind)
+                           or self.default)
         return abs(base_value) * value if relative else value
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a report can have tens of thousands of rows to build
 class Row:
     """One metric of one test in the delta report."""
 
@@ -114,7 +120,7 @@ def why_moved(base_fp: dict[str, Any] | None, cur_fp: dict[str, Any] | None) -> 
 def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, full_run: bool) -> list[Row]:
     """Every metric of ``current`` against ``baseline``; with ``full_run``, also the baseline's gone ones."""
     rows: list[Row] = []
-    tested: list[tuple[int, float]] = []  # (row index, one-sided p) of regressions on sampled metrics
+    tested: list[tuple[int, float]] = []  # (row index, one-sided p of "worse") of sampled comparisons
     base_tests = baseline or {}
     for test, cur_test in current.items():
         base_test = base_tests.get(test, {})
@@ -154,8 +160,8 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
                 {"baseline": _numbers(base), "current": _numbers(cur), "change_interval": [lo, hi],
                  "tolerance": tolerance},
             )
-            if verdict == "regressed" and (b.n > 1 or c.n > 1):
-                tested.append((len(rows), stats.regression_p_value(b, c, cur["higher_is_better"])))
+            # The family for false-discovery control: every sampled comparison, not only the alarming ones.
+            tested.append((len(rows), stats.regression_p_value(b, c, higher)))
             rows.append(row)
         if full_run:
             for metric, base in base_test.get("metrics", {}).items():
@@ -172,10 +178,8 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
     if len(tested) > 1:
         keep = stats.benjamini_hochberg([p for _, p in tested])
         for (index, _), rejected in zip(tested, keep):
-            if not rejected:
-                old = rows[index]
-                rows[index] = Row(old.test, old.metric, "unstable", old.baseline, old.current, old.delta,
-                                  old.why, old.detectable, old.values)
+            if not rejected and rows[index].verdict == "regressed":
+                rows[index].verdict = "unstable"
     rows.sort(key=lambda r: (_RANK[r.verdict], r.test, r.metric))
     return rows
 

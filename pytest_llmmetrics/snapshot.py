@@ -122,6 +122,13 @@ def _sentences(text: str) -> list[str]:
 _PATHS: dict[tuple[str, ...], str] = {}
 
 
+def _remember(key: tuple[str, ...], compute: Any) -> str:
+    found = _PATHS.get(key)
+    if found is None:
+        found = _PATHS[key] = compute()
+    return found
+
+
 class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     """Matches when the cosine similarity of stored and new text reaches the threshold."""
 
@@ -141,26 +148,19 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     @classmethod
     def dirname(cls, *, test_location: Any) -> str:
         key = ("dir", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
-        found = _PATHS.get(key)
-        if found is None:
-            found = _PATHS[key] = super().dirname(test_location=test_location)
-        return found
+        return _remember(key, lambda: super(SemanticSnapshotExtension, cls).dirname(test_location=test_location))
 
     @classmethod
     def discovery_dirname(cls, *, test_location: Any) -> str:
         key = ("discovery", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
-        found = _PATHS.get(key)
-        if found is None:
-            found = _PATHS[key] = super().discovery_dirname(test_location=test_location)
-        return found
+        parent = super(SemanticSnapshotExtension, cls)
+        return _remember(key, lambda: parent.discovery_dirname(test_location=test_location))
 
     @classmethod
     def get_location(cls, *, test_location: Any, index: Any) -> str:
         key = ("file", str(test_location.filepath), test_location.snapshot_name, str(index), cls.snapshot_dirname)
-        found = _PATHS.get(key)
-        if found is None:
-            found = _PATHS[key] = super().get_location(test_location=test_location, index=index)
-        return found
+        parent = super(SemanticSnapshotExtension, cls)
+        return _remember(key, lambda: parent.get_location(test_location=test_location, index=index))
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
         texts = texts_of(data)
