@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import stats
 from .errors import ConfigError
-from .store import Tests
+
+if TYPE_CHECKING:
+    from . import stats
+    from .store import Tests
 
 ORDER = ("regressed", "unstable", "improved", "new", "gone", "unchanged")
 _RANK = {verdict: rank for rank, verdict in enumerate(ORDER)}
@@ -94,6 +96,8 @@ def _fmt(value: float) -> str:
 
 
 def _side(entry: dict[str, Any]) -> stats.Side:
+    from . import stats
+
     return stats.Side(float(entry["mean"]), int(entry["n"]), float(entry.get("std") or 0.0), entry.get("passed"))
 
 
@@ -119,6 +123,8 @@ def why_moved(base_fp: dict[str, Any] | None, cur_fp: dict[str, Any] | None) -> 
 
 def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, full_run: bool) -> list[Row]:
     """Every metric of ``current`` against ``baseline``; with ``full_run``, also the baseline's gone ones."""
+    from . import stats  # imported at the session's end, not at start-up
+
     rows: list[Row] = []
     tested: list[tuple[int, float]] = []  # (row index, one-sided p of "worse") of sampled comparisons
     base_tests = baseline or {}

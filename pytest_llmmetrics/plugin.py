@@ -46,18 +46,13 @@ def pytest_configure(config: pytest.Config) -> None:
         threshold=_settings.similarity_threshold(config),
     )
     if not hasattr(config, "workerinput"):  # xdist workers send their metrics to the controller
-        from .delta import Tolerances
         from .report import MetricsReport
 
-        try:
-            tolerances = Tolerances.parse(_settings.get(config, "llm_tolerance"))
-        except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
         config.pluginmanager.register(
             MetricsReport(
                 config,
                 _settings.metrics_dir(config),
-                tolerances,
+                _settings.get(config, "llm_tolerance"),
                 update=bool(_settings.get(config, "llm_baseline_update")
                             or getattr(config.option, "update_snapshots", False)),
                 fail_on_regression=bool(_settings.get(config, "llm_fail_on_regression")),

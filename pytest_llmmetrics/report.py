@@ -10,37 +10,54 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import store
-from .delta import ORDER, Row, Tolerances, compare, totals
 from .errors import ConfigError
-from .files import atomic_write_text
+
+if TYPE_CHECKING:
+    from .delta import Row, Tolerances
+    from .store import Tests
+
+BASELINE = "baseline.json"
 
 
 class MetricsReport:
     """The ``llm metrics`` terminal section, baseline/history writes and CI outputs."""
 
-    def __init__(self, config: pytest.Config, metrics_dir: Path, tolerances: Tolerances, *,
+    def __init__(self, config: pytest.Config, metrics_dir: Path, tolerance_spec: str | None, *,
                  update: bool, fail_on_regression: bool, json_path: str | None, model: str) -> None:
         self.config = config
         self.metrics_dir = metrics_dir
-        self.baseline_path = metrics_dir / store.BASELINE
-        self.tolerances = tolerances
+        self.baseline_path = metrics_dir / BASELINE
+        self.tolerance_spec = tolerance_spec
+        if tolerance_spec:  # a bad spec is a usage error now, not at the end of the run
+            self.tolerances()
         self.update = update
         self.fail_on_regression = fail_on_regression
         self.json_path = json_path
         self.model = model
-        self.tests: store.Tests = {}
+        self.tests: Tests = {}
         self.deselected = False
         self.rows: list[Row] = []
         self.reference = ""
         self.notes: list[str] = []
         # Strict, and before any test runs: a broken baseline stops the run, untouched.
+        self.baseline: Tests | None = None
+        if self.baseline_path.is_file():
+            from . import store
+
+            try:
+                self.baseline = store.load_baseline(self.baseline_path)
+            except ConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
+
+    def tolerances(self) -> Tolerances:
+        from .delta import Tolerances
+
         try:
-            self.baseline = store.load_baseline(self.baseline_path)
+            return Tolerances.parse(self.tolerance_spec)
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
 
@@ -63,6 +80,9 @@ class MetricsReport:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.tests:
             return  # the suite recorded no metric: no report, no files
+        from . import store
+        from .delta import compare, totals
+
         full = self._full_run(session)
         reference = self.baseline
         if reference is not None:
@@ -73,7 +93,7 @@ class MetricsReport:
                 self.reference = f"last recorded run {last[0].name} (no baseline yet)"
                 reference = last[1]
         tests = dict(sorted(self.tests.items()))
-        self.rows = compare(reference, tests, self.tolerances, full_run=full and reference is not None)
+        self.rows = compare(reference, tests, self.tolerances(), full_run=full and reference is not None)
         interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
                                      pytest.ExitCode.USAGE_ERROR)
         store.write_history(self.metrics_dir, tests, model=self.model, root=self.config.rootpath)
@@ -100,12 +120,18 @@ class MetricsReport:
             return str(path)
 
     def _write_json(self, path: Path) -> None:
+        from .files import atomic_write_text
+
         if not path.is_absolute():
             path = self.config.invocation_params.dir / path
+        from .delta import totals
+
         data = {"reference": self.reference, "totals": totals(self.rows), "rows": [r.as_dict() for r in self.rows]}
         atomic_write_text(path, json.dumps(data, sort_keys=True) + "\n")  # compact: C encoder, fast
 
     def total_line(self) -> str:
+        from .delta import ORDER, totals
+
         counts = totals(self.rows)
         parts = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v] or v in ("regressed", "unchanged"))
         against = f" against the {self.reference}" if self.reference else " (no baseline yet: all new)"
@@ -128,7 +154,7 @@ class MetricsReport:
                 verdict = row[5]
                 tr.write_line(line, red=verdict == "regressed", yellow=verdict == "unstable",
                               green=verdict == "improved", bold=i == 0)
-        regressed = totals(self.rows)["regressed"]
+        regressed = sum(r.verdict == "regressed" for r in self.rows)
         tr.write_line(self.total_line(), red=bool(regressed), bold=True)
         if regressed and self.fail_on_regression:
             tr.write_line(f"--llm-fail-on-regression: {regressed} regressed metric(s) fail this run", red=True)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -123,6 +122,8 @@ def merge(old: Tests | None, current: Tests, *, remove_missing: bool) -> tuple[T
 
 
 def _git_commit(root: Path) -> str | None:
+    import subprocess
+
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
