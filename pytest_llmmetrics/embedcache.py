@@ -157,8 +157,3 @@ class EmbeddingCache:
             "INSERT OR REPLACE INTO similarity (key, value) VALUES (?, ?)",
             ((text_key(model, a, b), float(v)) for (a, b), v in values.items()),
         )
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None

@@ -13,8 +13,7 @@ its good direction (current - baseline, negated when lower is better), and
 - *unchanged* otherwise.
 
 Pass rates (k of n) use the Agresti-Caffo interval for a difference of two
-proportions (Wilson intervals for one rate); means of samples use Welch's t
-interval. Deterministic single values (n = 1 on both sides) have no noise:
+proportions; means of samples use Welch's t interval. Deterministic single values (n = 1 on both sides) have no noise:
 the interval is the point.
 """
 
@@ -31,17 +30,6 @@ _NORMAL = NormalDist()
 
 def z_value(one_sided_alpha: float = ONE_SIDED_ALPHA) -> float:
     return _NORMAL.inv_cdf(1.0 - one_sided_alpha)
-
-
-def wilson(k: int, n: int, z: float) -> tuple[float, float]:
-    """Wilson score interval for a proportion k/n."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def agresti_caffo(k0: int, n0: int, k1: int, n1: int, z: float) -> tuple[float, float]:
