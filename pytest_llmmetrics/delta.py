@@ -167,7 +167,7 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, f
                  "tolerance": tolerance},
             )
             # The family for false-discovery control: every sampled comparison, not only the alarming ones.
-            tested.append((len(rows), stats.regression_p_value(b, c, higher)))
+            tested.append((len(rows), stats.regression_p_value(d, lo, hi)))
             rows.append(row)
         if full_run:
             for metric, base in base_test.get("metrics", {}).items():

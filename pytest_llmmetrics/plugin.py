@@ -170,9 +170,10 @@ def llm_model(request: pytest.FixtureRequest) -> Any:
     """
     from .providers import ModelCache
 
-    spec = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model")).model
-    models = request.config.stash.setdefault(MODELS_KEY, ModelCache(request.config.rootpath))
-    return models.get(spec)
+    models = request.config.stash.get(MODELS_KEY, None)
+    if models is None:
+        models = request.config.stash[MODELS_KEY] = ModelCache(request.config.rootpath)
+    return models.get(_test_settings(request.node).model)
 
 
 @pytest.fixture
@@ -183,8 +184,12 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     """
     from .client import LLM
 
-    llm_settings = _settings.merge(request.node.iter_markers("llm"), _settings.get(request.config, "llm_model"))
-    return LLM(llm_model, llm_settings, on_send=recorder_for(request.node).note_call)
+    return LLM(llm_model, _test_settings(request.node), on_send=recorder_for(request.node).note_call)
+
+
+def _test_settings(item: pytest.Item) -> _settings.LLMSettings:
+    """This test's model settings: its ``llm`` markers (closest wins), then CLI, ini, default."""
+    return _settings.merge(item.iter_markers("llm"), _settings.get(item.config, "llm_model"))
 
 
 def recorder_for(item: pytest.Item) -> MetricsRecorder:

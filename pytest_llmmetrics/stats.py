@@ -131,14 +131,12 @@ def min_detectable_effect(base: Side, current: Side, one_sided_alpha: float = ON
     return z * math.sqrt(var)
 
 
-def regression_p_value(base: Side, current: Side, higher_is_better: bool) -> float:
-    """One-sided p-value of "current is worse than base" (normal approximation)."""
-    d, lo, hi = change_interval(base, current, higher_is_better, one_sided_alpha=0.05)
+def regression_p_value(d: float, lo: float, hi: float, one_sided_alpha: float = ONE_SIDED_ALPHA) -> float:
+    """One-sided p-value of "worse", from a `change_interval` result (normal approximation)."""
     half = (hi - lo) / 2
     if half <= 0:
         return 0.0 if d < 0 else 1.0
-    se = half / z_value(0.05)
-    return _NORMAL.cdf(d / se)
+    return _NORMAL.cdf(d / (half / z_value(one_sided_alpha)))
 
 
 def benjamini_hochberg(p_values: Sequence[float], q: float = ONE_SIDED_ALPHA) -> list[bool]:

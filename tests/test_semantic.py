@@ -264,3 +264,13 @@ def test_unusable_model_or_device_fails_cleanly(bot, args, expected):
     result.assert_outcomes(failed=1)
     assert expected in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_single_file_snapshot_folders_are_not_collected(pytester):
+    pytester.makepyfile(test_snap="def test_a():\n    pass\n")
+    folder = pytester.path / "__snapshots__" / "test_snap"
+    folder.mkdir(parents=True)
+    (folder / "test_trap.py").write_text("def test_trap():\n    raise AssertionError\n")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "no:llmmetrics").assert_outcomes(passed=1, failed=1)

@@ -89,5 +89,7 @@ def test_min_detectable_effect_shrinks_with_samples():
 def test_benjamini_hochberg():
     assert benjamini_hochberg([0.001, 0.04, 0.03, 0.5], q=0.05) == [True, False, False, False]
     assert benjamini_hochberg([0.01, 0.02, 0.03, 0.04], q=0.05) == [True, True, True, True]
-    p = regression_p_value(Side(0.9, 75, passed=68), Side(0.6, 75, passed=45), higher_is_better=True)
-    assert p < 0.001
+    clear = change_interval(Side(0.9, 75, passed=68), Side(0.6, 75, passed=45), higher_is_better=True)
+    assert regression_p_value(*clear) < 0.001
+    same = change_interval(Side(0.8, 75, passed=60), Side(0.8, 75, passed=60), higher_is_better=True)
+    assert regression_p_value(*same) == pytest.approx(0.5, abs=0.01)
