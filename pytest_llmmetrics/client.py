@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError, ModelError
@@ -64,17 +65,23 @@ class LLM:
         """``n`` replies to one prompt, e.g. at temperature > 0 for pass rates.
 
         With a ``seed``, sample i uses ``seed + i``: the samples differ, and the
-        same run gives the same samples.
+        same run gives the same samples. A model that answers requests in
+        parallel (``max_concurrency`` > 1, e.g. ``openai:`` servers, bounded by
+        ``llm_concurrency``) gets the n requests at once; replies keep their order.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"llm.sample(): n must be an int >= 1, got {n!r}")
         settings = self._settings(overrides)
         messages = self._messages([{"role": "user", "content": prompt}], settings)
-        replies = []
-        for i in range(n):
-            each = settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
-            replies.append(self._send(messages, each))
-        return replies
+        each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
+                for i in range(n)]
+        workers = min(n, int(getattr(self.model, "max_concurrency", 1) or 1))
+        if workers == 1:
+            return [self._send(messages, s) for s in each]
+        # A server model (openai:) answers several requests at once: send them together, bounded.
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-sample") as pool:
+            futures = [pool.submit(self._call, messages, self._note(messages, s)) for s in each]
+            return [f.result() for f in futures]
 
     def _settings(self, overrides: Mapping[str, Any]) -> LLMSettings:
         if not overrides:
@@ -91,22 +98,33 @@ class LLM:
         return checked
 
     def _send(self, messages: list[dict[str, str]], settings: LLMSettings) -> Response:
+        return self._call(messages, self._note(messages, settings))
+
+    def _note(self, messages: list[dict[str, str]], settings: LLMSettings) -> dict[str, Any]:
         params = settings.call_params()
         if self._on_send is not None:
             self._on_send(self.name, params, messages)
-        start = time.perf_counter()
-        result = self.model(messages, **params)
-        elapsed = time.perf_counter() - start
-        if isinstance(result, str):
-            return Response(text=result, model=self.name, latency_s=elapsed)
-        if isinstance(result, Response):
-            fill: dict[str, Any] = {}
-            if result.latency_s is None:
-                fill["latency_s"] = elapsed
-            if not result.model:
-                fill["model"] = self.name
-            return dataclasses.replace(result, **fill) if fill else result
-        raise ModelError(
-            f"model {self.name} returned {type(result).__name__} ({result!r:.80}); a model must return "
-            "a str or a pytest_llmmetrics.Response"
-        )
+        return params
+
+    def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
+        return call_model(self.model, self.name, messages, params)
+
+
+def call_model(model: Any, name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
+    """Call a model and make its answer a `Response`, timed where the model did not time itself."""
+    start = time.perf_counter()
+    result = model(messages, **params)
+    elapsed = time.perf_counter() - start
+    if isinstance(result, str):
+        return Response(text=result, model=name, latency_s=elapsed)
+    if isinstance(result, Response):
+        fill: dict[str, Any] = {}
+        if result.latency_s is None:
+            fill["latency_s"] = elapsed
+        if not result.model:
+            fill["model"] = name
+        return dataclasses.replace(result, **fill) if fill else result
+    raise ModelError(
+        f"model {name} returned {type(result).__name__} ({result!r:.80}); a model must return "
+        "a str or a pytest_llmmetrics.Response"
+    )

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from .client import LLM
     from .providers import ModelCache
     from .recorder import MetricsRecorder
+    from .recording import Recordings
 
 # Modules for checks, models and recording are imported in the fixtures that
 # need them: a suite that never asks for an llm fixture pays for none of it.
 MODELS_KEY = pytest.StashKey["ModelCache"]()
 REGISTRY_KEY = pytest.StashKey["tuple[int, MetricRegistry]"]()
 RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
+RECORDINGS_KEY = pytest.StashKey["Recordings"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,6 +47,13 @@ def pytest_configure(config: pytest.Config) -> None:
         _settings.metrics_dir(config) / "cache",
         threshold=_settings.similarity_threshold(config),
     )
+    record_mode = _settings.get(config, "llm_record_mode")
+    if record_mode != "off":
+        from .recording import Recordings
+
+        recordings = config.stash[RECORDINGS_KEY] = Recordings(
+            config, record_mode, writer=not hasattr(config, "workerinput"))
+        config.pluginmanager.register(recordings, "llmmetrics-recordings")
     if not hasattr(config, "workerinput"):  # xdist workers send their metrics to the controller
         from .report import MetricsReport
 
@@ -150,6 +159,10 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Put the test's metrics on its call report: JUnit properties, and the way to the xdist controller."""
     report = yield
+    if RECORDINGS_KEY in item.config.stash:
+        from .recording import attach
+
+        attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
     if call.when == "call" and recorder is not None and recorder.records:
         summary = recorder.summary()
@@ -170,9 +183,10 @@ def llm_model(request: pytest.FixtureRequest) -> Any:
     """
     from .providers import ModelCache
 
-    models = request.config.stash.get(MODELS_KEY, None)
+    config = request.config
+    models = config.stash.get(MODELS_KEY, None)
     if models is None:
-        models = request.config.stash[MODELS_KEY] = ModelCache(request.config.rootpath)
+        models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, _settings.provider_options(config))
     return models.get(_test_settings(request.node).model)
 
 
@@ -181,10 +195,14 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     """The model under test with this test's ``@pytest.mark.llm`` settings.
 
     ``llm(prompt, **overrides)``, ``llm.chat(messages)``, ``llm.sample(prompt, n)``.
+    With ``--llm-record-mode`` other than ``off``, replies are replayed and
+    recorded here, whatever ``llm_model`` returns.
     """
     from .client import LLM
 
-    return LLM(llm_model, _test_settings(request.node), on_send=recorder_for(request.node).note_call)
+    recordings = request.config.stash.get(RECORDINGS_KEY, None)
+    model = llm_model if recordings is None else recordings.wrap(llm_model, request.node)
+    return LLM(model, _test_settings(request.node), on_send=recorder_for(request.node).note_call)
 
 
 def _test_settings(item: pytest.Item) -> _settings.LLMSettings:

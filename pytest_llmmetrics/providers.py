@@ -1,10 +1,15 @@
-"""Model specs (``local``, ``openai:<model>``, ``py:<module>:<callable>``) and the models they name."""
+"""Model specs (``local``, ``openai:<model>``, ``py:<module>:<callable>``) and the models they name.
+
+The ``local`` and ``openai:`` providers live in `local` and `remote`; both are
+imported, and load their heavy dependencies, on a test's first call only.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -14,11 +19,17 @@ Messages = Sequence[Mapping[str, str]]
 ModelCallable = Callable[..., Any]  # (messages, **params) -> str | Response
 
 KNOWN_SPECS = "local, openai:<model>, py:<module>:<callable>"
-# Spec kinds whose providers are not built yet: named now so that the error says so.
-_NOT_YET = {
-    "local": "the embedded local model (SmolLM2 via llama-cpp-python)",
-    "openai": "OpenAI-compatible servers",
-}
+
+
+@dataclass(frozen=True)
+class ProviderOptions:
+    """Settings of the ``openai:`` provider (``--llm-base-url``, ``llm_timeout``, ...)."""
+
+    base_url: str | None = None
+    timeout: float = 60.0
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    concurrency: int = 8
 
 
 def check_spec(spec: str) -> tuple[str, str]:
@@ -111,8 +122,9 @@ def _import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
 class ModelCache:
     """One model object per spec per process, shared by every test that uses it."""
 
-    def __init__(self, rootdir: Path) -> None:
+    def __init__(self, rootdir: Path, options: ProviderOptions | None = None) -> None:
         self.rootdir = rootdir
+        self.options = options or ProviderOptions()
         self._models: dict[str, Any] = {}
 
     def get(self, spec: str) -> Any:
@@ -123,10 +135,12 @@ class ModelCache:
 
     def _load(self, spec: str) -> Any:
         kind, target = check_spec(spec)
-        if kind in _NOT_YET:
-            raise ConfigError(
-                f"model {spec!r}: {_NOT_YET[kind]} is not supported yet in this version of pytest-llmmetrics. "
-                "Use --llm-model py:<module>:<callable>, or override the llm_model fixture in conftest.py "
-                "to return any callable (messages, **params) -> str"
-            )
+        if kind == "local":
+            from .local import LocalModel
+
+            return LocalModel()
+        if kind == "openai":
+            from .remote import OpenAIModel
+
+            return OpenAIModel(target, self.options)
         return CallableModel(_import_callable(spec, target, self.rootdir), spec)

@@ -7,11 +7,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pytest
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .providers import ProviderOptions
 
 GROUP = "llmmetrics"
 DEFAULT_MODEL = "local"
@@ -22,11 +25,7 @@ DEVICE_SYNTAX = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: a CLI flag and/or an ini key, resolved CLI -> ini -> default.
-
-    ``ready`` is False for settings whose feature is not built yet: setting one
-    is a usage error rather than a silent no-op.
-    """
+    """One setting: a CLI flag and/or an ini key, resolved CLI -> ini -> default."""
 
     ini: str | None
     flag: str | None
@@ -34,7 +33,6 @@ class Option:
     default: Any = None
     ini_type: str = "string"
     choices: tuple[str, ...] | None = None
-    ready: bool = True
 
     @property
     def dest(self) -> str:
@@ -50,8 +48,16 @@ OPTIONS: dict[str, Option] = {
     for o in [
         Option("llm_model", "--llm-model", "Default model for the llm fixture: local, openai:<model> or "
                "py:<module>:<callable> (default: local)", default=DEFAULT_MODEL),
-        Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models "
-               "(default: $OPENAI_BASE_URL)", ready=False),
+        Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models, "
+               "e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's)"),
+        Option("llm_timeout", "--llm-timeout", "Seconds to wait for one answer of an openai: server before "
+               "retrying (default: 60)", default="60"),
+        Option("llm_max_retries", "--llm-max-retries", "Retries of an openai: request after a 429, a 5xx, a "
+               "timeout or a connection error, with exponential backoff and jitter (default: 3)", default="3"),
+        Option("llm_retry_backoff", None, "Seconds before the first retry of an openai: request; doubles "
+               "per retry, up to 30 s (default: 1.0)", default="1.0"),
+        Option("llm_concurrency", None, "Most requests llm.sample() sends at once to an openai: server "
+               "(default: 8)", default="8"),
         Option("llm_embedding_model", "--llm-embedding-model", "Sentence-transformers model name or path for "
                "semantic similarity (default: the packaged all-MiniLM-L6-v2)"),
         Option("llm_device", "--llm-device", f"Where embeddings run: {DEVICES_HELP} (default: auto)",
@@ -59,7 +65,7 @@ OPTIONS: dict[str, Option] = {
         Option("llm_similarity_threshold", None, "Default similarity threshold of semantic snapshots and "
                "similarity(), in (0, 1] (default: 0.8)", default="0.8"),
         Option("llm_record_mode", "--llm-record-mode", "Reply recording: off, none, once, new_episodes or all "
-               "(default: off)", default="off", choices=RECORD_MODES, ready=False),
+               "(default: off)", default="off", choices=RECORD_MODES),
         Option("llm_metrics_dir", None, "Directory of the metric baseline, run history and embedding cache "
                "(default: .llmmetrics at the rootdir)", default=".llmmetrics"),
         Option("llm_fail_on_regression", "--llm-fail-on-regression", "Exit non-zero when a metric regressed "
@@ -120,11 +126,6 @@ def check_config(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{opt.label}: {value!r} is not one of {', '.join(opt.choices)}"
             )
-        if not opt.ready and value != opt.default:
-            raise pytest.UsageError(
-                f"{opt.label}={value!r} is not supported yet in this version of pytest-llmmetrics; "
-                "remove it from the command line or the ini file"
-            )
     try:
         check_spec(str(get(config, "llm_model")))
     except ConfigError as exc:
@@ -134,6 +135,42 @@ def check_config(config: pytest.Config) -> None:
             f"--llm-device / llm_device: {get(config, 'llm_device')!r} is not one of {DEVICES_HELP}"
         )
     similarity_threshold(config)
+    provider_options(config)
+
+
+# Numeric provider settings: name -> (type, smallest allowed value, example).
+_PROVIDER_NUMBERS = {
+    "llm_timeout": (float, 0.001, "30"),
+    "llm_max_retries": (int, 0, "3"),
+    "llm_retry_backoff": (float, 0.0, "0.5"),
+    "llm_concurrency": (int, 1, "4"),
+}
+
+
+def provider_options(config: pytest.Config) -> ProviderOptions:
+    """What the ``openai:`` provider needs from the options, checked (a bad value is a usage error)."""
+    from .providers import ProviderOptions
+
+    values: dict[str, Any] = {}
+    for dest, (kind, lo, example) in _PROVIDER_NUMBERS.items():
+        raw = get(config, dest)
+        try:
+            value = kind(raw)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not math.isfinite(value) or value < lo:
+            raise pytest.UsageError(
+                f"{OPTIONS[dest].label}: {raw!r} must be {'an integer' if kind is int else 'a number'} "
+                f">= {lo}, e.g. {example}"
+            )
+        values[dest[len("llm_"):]] = value
+    base_url = get(config, "llm_base_url")
+    if base_url is not None and not re.match(r"^https?://[^/\s]+", str(base_url)):
+        raise pytest.UsageError(
+            f"--llm-base-url / llm_base_url: {base_url!r} is not an http(s) URL; "
+            "write e.g. http://127.0.0.1:8000/v1"
+        )
+    return ProviderOptions(base_url=base_url or None, **values)
 
 
 def similarity_threshold(config: pytest.Config) -> float:

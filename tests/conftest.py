@@ -76,5 +76,19 @@ def run(request: pytest.FixtureRequest, bot: pytest.Pytester):
     return run
 
 
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """The real ``python -m llama_cpp.server`` serving the embedded GGUF on a free 127.0.0.1 port."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    from servers import LlamaServer
+
+    from pytest_llmmetrics.local import gguf_path
+
+    server = LlamaServer(gguf_path(), tmp_path_factory.mktemp("llama-server") / "server.log")
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
 def dedent(text: str) -> str:
     return textwrap.dedent(text).lstrip()

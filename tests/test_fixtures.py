@@ -193,13 +193,15 @@ def test_bad_marker_on_class_names_each_test(bot):
         (["--llm-model", "gpt4"], "unknown model spec 'gpt4'"),
         (["--llm-model", "py:no_colon"], "write py:<module>:<callable>"),
         (["--llm-record-mode", "sometimes"], "'sometimes' is not one of off, none, once, new_episodes, all"),
-        (["--llm-record-mode", "none"], "--llm-record-mode / llm_record_mode='none' is not supported yet"),
         (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance: 'similarity=0.02' is not NAME:VALUE"),
         (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
-        (["--llm-base-url", "http://127.0.0.1:1"], "is not supported yet"),
+        (["--llm-base-url", "127.0.0.1:8000"], "--llm-base-url / llm_base_url: '127.0.0.1:8000' is not an http(s) URL"),
+        (["--llm-timeout", "0"], "--llm-timeout / llm_timeout: '0' must be a number >= 0.001"),
+        (["--llm-max-retries", "-1"], "--llm-max-retries / llm_max_retries: '-1' must be an integer >= 0"),
+        (["--llm-max-retries", "two"], "must be an integer >= 0, e.g. 3"),
     ],
 )
-def test_bad_or_unsupported_option_is_a_usage_error(bot, args, expected):
+def test_bad_option_is_a_usage_error(bot, args, expected):
     bot.makepyfile(test_a="def test_a(): pass")
     result = bot.runpytest_subprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -210,12 +212,14 @@ def test_bad_or_unsupported_option_is_a_usage_error(bot, args, expected):
 @pytest.mark.parametrize(
     ("ini", "expected"),
     [
-        ("llm_record_mode = none", "llm_record_mode='none' is not supported yet"),
+        ("llm_record_mode = never", "llm_record_mode: 'never' is not one of off, none, once, new_episodes, all"),
+        ("llm_concurrency = 0", "llm_concurrency: '0' must be an integer >= 1, e.g. 4"),
+        ("llm_retry_backoff = soon", "llm_retry_backoff: 'soon' must be a number >= 0.0"),
         ("llm_similarity_threshold = 1.5", "llm_similarity_threshold: '1.5' must be a number in (0, 1]"),
         ("llm_similarity_threshold = high", "llm_similarity_threshold: 'high' must be a number in (0, 1]"),
     ],
 )
-def test_bad_or_unsupported_ini_is_a_usage_error(bot, ini, expected):
+def test_bad_ini_is_a_usage_error(bot, ini, expected):
     bot.makeini(f"[pytest]\n{ini}\n")
     bot.makepyfile(test_a="def test_a(): pass")
     result = bot.runpytest_subprocess()
@@ -226,8 +230,6 @@ def test_bad_or_unsupported_ini_is_a_usage_error(bot, ini, expected):
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("local", "the embedded local model (SmolLM2 via llama-cpp-python) is not supported yet"),
-        ("openai:gpt-4o-mini", "OpenAI-compatible servers is not supported yet"),
         ("py:nowhere_module:reply", "py:nowhere_module:reply: cannot import 'nowhere_module'"),
         ("py:bot:missing", "module 'bot' has no attribute 'missing'"),
         ("py:bot:CALLS", "is not callable"),
@@ -253,13 +255,6 @@ def test_model_that_cannot_be_loaded_fails_the_test_cleanly(run, bot, spec, expe
     out = result.stdout.str()
     assert expected in out
     assert "Traceback" not in out and "INTERNALERROR" not in out
-
-
-def test_default_model_is_local(bot):
-    bot.makepyfile(test_a="def test_it(llm):\n    llm('hi')\n")
-    result = bot.runpytest_subprocess()
-    result.assert_outcomes(errors=1)
-    assert "model 'local'" in result.stdout.str()
 
 
 def test_model_returning_garbage_fails_with_a_clear_message(run, bot):

@@ -1,0 +1,344 @@
+"""Recorded replies: ``--llm-record-mode`` with vcrpy's mode names, at the level of prompts and replies.
+
+- ``off`` -- no recordings; always call the model (the default).
+- ``none`` -- replay only; a request with no recorded reply fails its test.
+- ``once`` -- a test module with no recording file yet is recorded; one with a
+  file is replayed only.
+- ``new_episodes`` -- replay what is recorded, call the model for the rest and
+  record it.
+- ``all`` -- call the model for everything and overwrite the recorded replies.
+
+One file per test module, next to it: ``__recordings__/<module>.llm.json``.
+Entries are keyed by model spec + messages + parameters; the i-th identical
+request within one test gets the i-th recorded reply (its "episodes"), so a
+test that asks the same thing three times at temperature 0.7 replays three
+different replies. Replies keep their recorded latency and token counts.
+
+Only one process writes: xdist workers send what they recorded on their test
+reports, and the controller (or the single process of a serial run) merges it
+into each file once, at the end of the session, atomically. A file that cannot
+be parsed fails the tests that need it, naming file and line, and is never
+overwritten. Entries no test sends any more are kept: delete the file and
+record again (``--llm-record-mode=once``) to start clean.
+
+No secret is written: parameters whose names look like keys or tokens are
+stored (and keyed) as ``<redacted>``, and the values of environment variables
+named like ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET`` or ``*_PASSWORD`` are
+replaced wherever they would appear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+
+from .errors import ConfigError, ModelError
+from .files import atomic_write_text
+from .providers import model_name
+from .response import Response
+
+FORMAT = "pytest-llmmetrics recordings 1"
+ABOUT = ("Replies of the model under test, keyed by model, messages and parameters. Written by "
+         "pytest --llm-record-mode=once|new_episodes|all; replayed by --llm-record-mode=none. Review like code.")
+DIRNAME = "__recordings__"
+REDACTED = "<redacted>"
+_SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorization|auth)$", re.I)
+_SECRET_ENV = re.compile(r"(_KEY|TOKEN|SECRET|PASSWORD)$")
+REPLY_FIELDS = ("latency_s", "prompt_tokens", "completion_tokens", "finish_reason")
+PENDING_KEY = pytest.StashKey["list[dict[str, Any]]"]()
+
+
+def recording_path(module: Path) -> Path:
+    """Where the replies of the tests in ``module`` are recorded."""
+    return module.parent / DIRNAME / f"{module.stem}.llm.json"
+
+
+def safe_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as stored and keyed: JSON values, anything key-like redacted."""
+    plain = json.loads(json.dumps(dict(params), sort_keys=True, default=repr))
+    return {k: (REDACTED if _SECRET_PARAM.search(k) else v) for k, v in plain.items()}
+
+
+def request_key(model: str, messages: list[dict[str, str]], params: Mapping[str, Any]) -> str:
+    blob = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True,
+                      ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+# --- the file format -----------------------------------------------------------------
+# Pretty-printed JSON; a text with line breaks is stored as a list of its lines so
+# that a changed reply reads as changed lines in a diff.
+
+def _pack(text: str) -> str | list[str]:
+    return text.split("\n") if "\n" in text else text
+
+
+def _unpack(value: Any, where: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "\n".join(value)
+    raise ValueError(f"{where} must be a string or a list of lines")
+
+
+def dump(entries: Mapping[str, Mapping[str, Any]]) -> str:
+    ordered = sorted(entries.values(), key=lambda e: (e["test"], e["key"]))
+    out = []
+    for e in ordered:
+        out.append({
+            "key": e["key"],
+            "test": e["test"],
+            "model": e["model"],
+            "params": e["params"],
+            "messages": [{"role": m["role"], "content": _pack(m["content"])} for m in e["messages"]],
+            "replies": [{"text": _pack(r["text"]), **{f: r.get(f) for f in REPLY_FIELDS}} for r in e["replies"]],
+        })
+    data = _scrub({"format": FORMAT, "about": ABOUT, "recordings": out}, _secrets())
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def load(path: Path) -> dict[str, dict[str, Any]]:
+    """A recording file's entries by key; a broken file is a `ConfigError` naming file and line."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}). {_FIX}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("recordings"), list):
+        raise ConfigError(f"{path}:1: not a pytest-llmmetrics recording file (format {FORMAT!r}). {_FIX}")
+    entries: dict[str, dict[str, Any]] = {}
+    for i, raw in enumerate(data["recordings"]):
+        try:
+            entry = _entry(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            key = raw.get("key") if isinstance(raw, dict) else None
+            raise ConfigError(f"{path}:{_line_of(text, key)}: recording {i} is malformed: {exc}. {_FIX}") from None
+        entries[entry["key"]] = entry
+    return entries
+
+
+_FIX = "Fix it by hand (git diff shows what changed), or delete it and record again; it is left untouched"
+
+
+def _entry(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError("it must be an object")
+    for name, kind in (("key", str), ("test", str), ("model", str), ("params", dict), ("messages", list),
+                       ("replies", list)):
+        if not isinstance(raw.get(name), kind):
+            raise ValueError(f"'{name}' must be a {kind.__name__}")
+    messages = [{"role": str(m["role"]), "content": _unpack(m["content"], "message content")}
+                for m in raw["messages"]]
+    replies = []
+    for r in raw["replies"]:
+        reply = {"text": _unpack(r["text"], "reply text")}
+        for f in REPLY_FIELDS:
+            value = r.get(f)
+            ok = value is None or (isinstance(value, str) if f == "finish_reason" else
+                                   isinstance(value, (int, float)) and not isinstance(value, bool))
+            if not ok:
+                raise ValueError(f"reply field {f!r} has a bad value {value!r}")
+            reply[f] = value
+        replies.append(reply)
+    return {"key": raw["key"], "test": raw["test"], "model": raw["model"], "params": raw["params"],
+            "messages": messages, "replies": replies}
+
+
+def _line_of(text: str, key: Any) -> int:
+    if isinstance(key, str):
+        at = text.find(json.dumps(key))
+        if at >= 0:
+            return text.count("\n", 0, at) + 1
+    return 1
+
+
+def _secrets() -> dict[str, str]:
+    return {v: f"<redacted:{k}>" for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8}
+
+
+def _scrub(value: Any, secrets: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        for secret, name in secrets.items():
+            value = value.replace(secret, name)
+        return value
+    if isinstance(value, list):
+        return [_scrub(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v, secrets) for k, v in value.items()}
+    return value
+
+
+# --- replay and record ---------------------------------------------------------------
+
+class Recordings:
+    """One per process: reads recording files on demand; the writer merges and writes them at the end."""
+
+    def __init__(self, config: pytest.Config, mode: str, *, writer: bool) -> None:
+        self.config = config
+        self.mode = mode
+        self.writer = writer
+        self._loaded: dict[Path, dict[str, dict[str, Any]] | ConfigError] = {}
+        self._existed: dict[Path, bool] = {}
+        self._lock = threading.Lock()
+        self._new: dict[str, dict[str, dict[str, Any]]] = {}  # file -> key -> entry with replies by index
+        self.written: list[str] = []
+        self.skipped: list[str] = []
+
+    def wrap(self, model: Any, item: pytest.Item) -> RecordingModel:
+        pending = item.stash.setdefault(PENDING_KEY, [])
+        return RecordingModel(model, self, item, pending)
+
+    def entries(self, path: Path) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if path not in self._loaded:
+                self._existed[path] = path.is_file()
+                try:
+                    self._loaded[path] = load(path) if self._existed[path] else {}
+                except ConfigError as exc:
+                    self._loaded[path] = exc
+            got = self._loaded[path]
+        if isinstance(got, ConfigError):
+            raise got
+        return got
+
+    def existed(self, path: Path) -> bool:
+        self.entries(path)
+        return self._existed[path]
+
+    # Writer side (controller or serial process).
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for rec in getattr(report, "llm_recordings", None) or ():
+            entry = self._new.setdefault(rec["file"], {}).setdefault(rec["key"], {
+                "key": rec["key"], "test": rec["test"], "model": rec["model"], "params": rec["params"],
+                "messages": rec["messages"], "replies": {},
+            })
+            entry["replies"].setdefault(rec["index"], rec["reply"])  # the first recorded episode wins
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        root = self.config.rootpath
+        for file, new in sorted(self._new.items()):
+            path = root / file
+            try:
+                entries = load(path) if path.is_file() else {}
+            except ConfigError as exc:
+                self.skipped.append(f"{file} NOT updated: {exc}")
+                continue
+            added = 0
+            for key, fresh in new.items():
+                replies = [fresh["replies"][i] for i in sorted(fresh["replies"])]
+                old = entries.get(key)
+                if self.mode == "all" or old is None:
+                    entries[key] = {**fresh, "replies": replies}
+                else:  # new episodes: keep the recorded ones, add those past their end
+                    old["replies"].extend(r for i, r in sorted(fresh["replies"].items()) if i >= len(old["replies"]))
+                added += len(replies)
+            atomic_write_text(path, dump(entries))
+            self.written.append(f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written or self.skipped:
+            terminalreporter.write_sep("-", "llm recordings")
+            for line in self.written + self.skipped:
+                terminalreporter.write_line(line)
+
+
+def attach(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Move the replies this test recorded so far onto its report (the way to the writing process)."""
+    pending = item.stash.get(PENDING_KEY, None)
+    if pending:
+        report.llm_recordings = list(pending)  # type: ignore[attr-defined]
+        pending.clear()
+
+
+class RecordingModel:
+    """Wraps the model under test: replays recorded replies, records new ones, as the mode says."""
+
+    def __init__(self, inner: Any, recordings: Recordings, item: pytest.Item, pending: list[dict[str, Any]]) -> None:
+        self.inner = inner
+        self.spec = model_name(inner)
+        self.max_concurrency = getattr(inner, "max_concurrency", 1)
+        self._recordings = recordings
+        self._item = item
+        self._path = recording_path(item.path)
+        self._pending = pending
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<recorded {self.spec} ({self._recordings.mode})>"
+
+    def __call__(self, messages: list[dict[str, str]], **params: Any) -> Response:
+        from .client import call_model
+
+        stored_params = safe_params(params)
+        key = request_key(self.spec, messages, stored_params)
+        with self._lock:  # llm.sample may call from several threads
+            index = self._counts[key]
+            self._counts[key] += 1
+        mode = self._recordings.mode
+        if mode != "all":
+            entries = self._recordings.entries(self._path)
+            entry = entries.get(key)
+            if entry is not None and index < len(entry["replies"]):
+                reply = entry["replies"][index]
+                return Response(text=reply["text"], model=self.spec,
+                                **{f: reply.get(f) for f in REPLY_FIELDS})
+            if mode == "none" or (mode == "once" and self._recordings.existed(self._path)):
+                raise ModelError(self._missing(messages, stored_params, entries, entry, index))
+        response = call_model(self.inner, self.spec, messages, params)
+        reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
+        with self._lock:
+            self._pending.append({
+                "file": self._path.relative_to(self._item.config.rootpath).as_posix()
+                if self._path.is_relative_to(self._item.config.rootpath) else str(self._path),
+                "key": key, "index": index, "test": self._item.nodeid, "model": self.spec,
+                "params": stored_params, "messages": [dict(m) for m in messages], "reply": reply,
+            })
+        return response
+
+    def _missing(self, messages: list[dict[str, str]], params: dict[str, Any],
+                 entries: Mapping[str, dict[str, Any]], entry: dict[str, Any] | None, index: int) -> str:
+        mode = self._recordings.mode
+        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+        shown = prompt if len(prompt) <= 200 else prompt[:197] + "..."
+        why = ("--llm-record-mode=none replays only" if mode == "none" else
+               "the file exists, so --llm-record-mode=once replays only")
+        lines = [f"no recorded reply for this request in {self._show(self._path)} ({why})",
+                 f"  test:   {self._item.nodeid}", f"  model:  {self.spec}", f"  prompt: {shown!r}"]
+        if entry is not None:
+            lines.append(f"  this test sends it {index + 1} times; {len(entry['replies'])} repl"
+                         f"{'y is' if len(entry['replies']) == 1 else 'ies are'} recorded")
+        else:
+            near = [e for e in entries.values() if e["messages"] and e["messages"][-1]["content"] == prompt]
+            if near:
+                lines.append("  a reply to this prompt is recorded with other settings: "
+                             + _difference(near[0], self.spec, messages, params))
+        lines += ["Record it with:", f"  pytest '{self._item.nodeid}' --llm-record-mode=new_episodes"]
+        return "\n".join(lines)
+
+    def _show(self, path: Path) -> str:
+        root = self._item.config.rootpath
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
+def _difference(entry: Mapping[str, Any], model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:
+    diffs = []
+    if entry["model"] != model:
+        diffs.append(f"model {entry['model']!r} (now {model!r})")
+    for name in sorted(set(entry["params"]) | set(params)):
+        was, now = entry["params"].get(name), params.get(name)
+        if was != now:
+            diffs.append(f"{name}={was!r} (now {now!r})")
+    if entry["messages"][:-1] != messages[:-1]:
+        diffs.append("the system prompt or earlier messages differ")
+    return ", ".join(diffs) or "the messages differ"

@@ -1,0 +1,211 @@
+"""The ``openai:<model>`` provider: any OpenAI-compatible Chat Completions server, via the official client.
+
+Where the server is: ``--llm-base-url`` / ``llm_base_url``, else
+``$OPENAI_BASE_URL``, else OpenAI's own API. The key: ``$OPENAI_API_KEY``; a
+server given by URL may need none (llama.cpp, vLLM and Ollama by default).
+
+Failures the server may recover from -- HTTP 429, 408, 409 and 5xx, timeouts
+and connection errors -- are retried up to ``llm_max_retries`` times with
+exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
+and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
+(up to 60 s; a longer wait fails at once). The client's own retries are off,
+so these settings are the only ones. When the retries are spent, the error
+names the server, what it answered and what to do. ``latency_s`` is the time
+of the answered request, without earlier failed attempts and waits.
+
+The client is made on the first call, so importing ``openai`` costs a suite
+nothing until a test talks to a server; it is shared by the threads that
+``llm.sample`` uses to send requests concurrently (``llm_concurrency``).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import inspect
+import os
+import random
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+from .errors import ConfigError, ModelError
+from .providers import ProviderOptions
+from .response import Response
+
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 60.0
+RETRIABLE_STATUS = frozenset({408, 409, 429})
+INSTALL = "pip install 'pytest-llmmetrics[openai]'"
+_NOT_COMPATIBLE = "Is it an OpenAI-compatible Chat Completions server? Its base URL usually ends in /v1"
+# create() arguments that are ours, not a test's parameters.
+_RESERVED = {"self", "messages", "model", "stream", "stream_options", "extra_headers", "extra_query",
+             "extra_body", "timeout", "n"}
+
+
+class OpenAIModel:
+    """``(messages, **params) -> Response`` through ``openai.OpenAI().chat.completions.create``."""
+
+    def __init__(self, name: str, options: ProviderOptions) -> None:
+        self.name = name
+        self.spec = f"openai:{name}"
+        self.options = options
+        self.max_concurrency = options.concurrency
+        self._client: Any = None
+        self._openai: Any = None
+        self._known: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<model {self.spec}>"
+
+    @property
+    def base_url(self) -> str:
+        return self.options.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+
+    def _connect(self) -> Any:
+        with self._lock:
+            if self._client is not None:
+                return self._client
+            try:
+                import openai
+            except ImportError as exc:
+                raise ConfigError(f"model {self.spec!r} needs the openai package ({exc}): {INSTALL}") from None
+            key = os.environ.get("OPENAI_API_KEY")
+            if not key:
+                if not (self.options.base_url or os.environ.get("OPENAI_BASE_URL")):
+                    raise ConfigError(
+                        f"model {self.spec!r}: OPENAI_API_KEY is not set. Set it to your key, or point "
+                        "--llm-base-url / OPENAI_BASE_URL at a server that needs none"
+                    )
+                key = "no-key"  # a local server without auth ignores it; the client insists on one
+            client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=self.options.timeout,
+                                   max_retries=0)
+            self._known = frozenset(inspect.signature(client.chat.completions.create).parameters) - _RESERVED
+            self._openai = openai
+            self._client = client
+            return client
+
+    def __call__(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Response:
+        client = self._connect()
+        known = {k: v for k, v in params.items() if k in self._known}
+        extra = {k: v for k, v in params.items() if k not in self._known}  # server-specific, e.g. top_k
+        request = dict(model=self.name, messages=[dict(m) for m in messages], **known)
+        if extra:
+            request["extra_body"] = extra
+        attempts = self.options.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
+            try:
+                completion = client.chat.completions.create(**request)
+            except Exception as exc:  # noqa: BLE001 -- sorted into retry / clear error just below
+                wait = self._retry_wait(exc, attempt, attempts)
+                time.sleep(wait)
+                continue
+            return self._response(completion, time.perf_counter() - start)
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _retry_wait(self, exc: Exception, attempt: int, attempts: int) -> float:
+        """Seconds to wait before the next attempt, or raise the `ModelError` that ends the call."""
+        openai = self._openai
+        where = f"model {self.spec!r} at {self.base_url}"
+        tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+        if isinstance(exc, openai.APITimeoutError):
+            problem = (f"{where}: no answer within {self.options.timeout:g} s ({tries}). The server is slow or "
+                       "stuck: check it, or raise --llm-timeout / llm_timeout")
+        elif isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            problem = (f"{where}: cannot connect ({_redact(str(cause))}; {tries}). Is the server running? "
+                       "Start it, or point --llm-base-url / OPENAI_BASE_URL at it")
+        elif isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = _redact(_error_text(exc))
+            if status not in RETRIABLE_STATUS and status < 500:
+                raise ModelError(f"{where}: HTTP {status}: {detail}. {_advice(status, self.name)}") from None
+            retry_after = _retry_after(exc.response.headers)
+            if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+                raise ModelError(
+                    f"{where}: HTTP {status}: the server asks to retry after {retry_after:g} s, longer than "
+                    f"{MAX_RETRY_AFTER_S:g} s: {detail}. {_advice(status, self.name)}"
+                ) from None
+            problem = f"{where}: HTTP {status} ({tries}): {detail}. {_advice(status, self.name)}"
+            if attempt < attempts and retry_after is not None:
+                return retry_after * random.uniform(1.0, 1.1)  # at least what the server asked
+        elif isinstance(exc, openai.APIError):
+            raise ModelError(f"{where}: unusable answer: {_redact(str(exc))}. {_NOT_COMPATIBLE}") from None
+        else:
+            raise exc
+        if attempt >= attempts:
+            raise ModelError(problem + (
+                f"; gave up after {self.options.max_retries} retries (--llm-max-retries / llm_max_retries)"
+                if self.options.max_retries else "")) from None
+        ceiling = min(MAX_BACKOFF_S, self.options.retry_backoff * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    def _response(self, completion: Any, latency: float) -> Response:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise ModelError(f"model {self.spec!r} at {self.base_url}: unusable answer, not a chat completion: "
+                             f"{_redact(repr(completion))[:200]}. {_NOT_COMPATIBLE}")
+        choice = choices[0]
+        usage = getattr(completion, "usage", None)
+        return Response(
+            text=getattr(choice.message, "content", None) or "",
+            model=self.spec,
+            latency_s=latency,
+            prompt_tokens=getattr(usage, "prompt_tokens", None),
+            completion_tokens=getattr(usage, "completion_tokens", None),
+            finish_reason=choice.finish_reason,
+            raw=completion,
+        )
+
+
+def _error_text(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, Mapping) else inner
+        if message:
+            return str(message)[:300]
+    return (getattr(exc, "message", None) or str(exc))[:300]
+
+
+def _advice(status: int, model: str) -> str:
+    if status in (401, 403):
+        return "The server refused the key: set OPENAI_API_KEY to a valid key for this server"
+    if status == 404:
+        return (f"Check the model name {model!r} and the base URL (usually ending in /v1: "
+                "--llm-base-url / OPENAI_BASE_URL)")
+    if status == 429:
+        return ("Rate limited: send fewer requests at once (llm_concurrency, -n), allow more retries "
+                "(--llm-max-retries), or replay recorded replies (--llm-record-mode=none)")
+    if status >= 500 or status in RETRIABLE_STATUS:
+        return "The server failed: check its logs, or allow more retries (--llm-max-retries / llm_max_retries)"
+    return "The server rejected the request: check the test's @pytest.mark.llm parameters"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if present."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _redact(text: str) -> str:
+    """Never show the API key, even where a server or library echoes it."""
+    key = os.environ.get("OPENAI_API_KEY")
+    return text.replace(key, "<OPENAI_API_KEY>") if key and len(key) >= 4 else text

@@ -1,0 +1,168 @@
+"""Servers on 127.0.0.1 for provider tests: the real llama.cpp server, and a scripted fault injector."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and closed again: connecting to it is refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` serving a GGUF on a free loopback port."""
+
+    def __init__(self, model: Path, log: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._log = log.open("wb")
+        self.log_path = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+             "--port", str(self.port), "--n_ctx", "2048", "--seed", "0"],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama.cpp server exited ({self.proc.returncode}):\n"
+                                   + self.log_path.read_text(errors="replace")[-3000:])
+            try:
+                with urllib.request.urlopen(self.base_url + "/models", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"llama.cpp server did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def completion(text: str, model: str = "fault", prompt_tokens: int = 11, completion_tokens: int = 5) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+@dataclass
+class Seen:
+    """One request as the fault server saw it."""
+
+    at: float
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FaultServer:
+    """A scripted OpenAI-compatible server: each request takes the next action of the script.
+
+    Actions: ``("ok", text)``, ``("status", code, headers)``, ``("hang", seconds)``,
+    ``("delay", seconds, text)`` and ``("garbage",)`` (a 200 that is not JSON).
+    When the script runs out, ``default`` answers. Every request is kept in ``seen``.
+    """
+
+    def __init__(self, script: list[tuple[Any, ...]] | None = None,
+                 default: tuple[Any, ...] = ("ok", "fine")) -> None:
+        self.script = list(script or [])
+        self.default = default
+        self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests it was answering at once
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": [{"id": "fault", "object": "model"}]})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.seen.append(Seen(time.monotonic(), body, {k.lower(): v for k, v in self.headers.items()}))
+                    action = server.script.pop(0) if server.script else server.default
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    self._act(action, body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _act(self, action: tuple[Any, ...], body: dict[str, Any]) -> None:
+                kind = action[0]
+                if kind == "ok":
+                    self._send(200, completion(action[1], body.get("model", "fault")))
+                elif kind == "delay":
+                    time.sleep(action[1])
+                    self._send(200, completion(action[2], body.get("model", "fault")))
+                elif kind == "status":
+                    code, headers = action[1], (action[2] if len(action) > 2 else {})
+                    message = f"scripted {code}"
+                    if code == 401:  # like OpenAI, which quotes the key it rejected
+                        message += f" (incorrect API key provided: {self.headers.get('authorization', '')[7:]})"
+                    self._send(code, {"error": {"message": message, "type": "fault"}}, headers)
+                elif kind == "hang":
+                    server._release.wait(action[1])
+                elif kind == "garbage":
+                    self._send_raw(200, b"<html>not json</html>", "text/html")
+
+            def _send(self, code: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                self._send_raw(code, json.dumps(payload).encode(), "application/json", headers)
+
+            def _send_raw(self, code: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+                try:
+                    self.send_response(code)
+                    self.send_header("content-type", ctype)
+                    self.send_header("content-length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
