@@ -216,6 +216,8 @@ class Recordings:
     # Writer side (controller or serial process).
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.writer:  # an xdist worker: its reports go to the controller, which writes
+            return
         for rec in getattr(report, "llm_recordings", None) or ():
             entry = self._new.setdefault(rec["file"], {}).setdefault(rec["key"], {
                 "key": rec["key"], "test": rec["test"], "model": rec["model"], "params": rec["params"],
@@ -225,6 +227,8 @@ class Recordings:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.writer:
+            return
         root = self.config.rootpath
         for file, new in sorted(self._new.items()):
             path = root / file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 
 import pytest
@@ -79,7 +80,8 @@ def run(request: pytest.FixtureRequest, bot: pytest.Pytester):
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory):
     """The real ``python -m llama_cpp.server`` serving the embedded GGUF on a free 127.0.0.1 port."""
-    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        pytest.skip("needs llama-cpp-python[server] (pip install -e '.[test]')")
     from servers import LlamaServer
 
     from pytest_llmmetrics.local import gguf_path

@@ -25,14 +25,15 @@ def free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` serving a GGUF on a free loopback port."""
 
-    def __init__(self, model: Path, log: Path) -> None:
+    def __init__(self, model: Path, log: Path, n_threads: int | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._log = log.open("wb")
         self.log_path = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(self.port), "--n_ctx", "2048", "--seed", "0"],
+             "--port", str(self.port), "--n_ctx", "2048", "--seed", "0",
+             *(["--n_threads", str(n_threads)] if n_threads else [])],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
 

@@ -39,7 +39,7 @@ SCENARIOS = scenarios()
 
 def test_readme_has_scenarios():
     assert {"quickstart", "override", "custom", "bad-marker", "snapshot", "snapshot-drift", "baseline",
-            "baseline-regression"} <= set(SCENARIOS)
+            "baseline-regression", "recording"} <= set(SCENARIOS)
     assert all(runs for _, runs in SCENARIOS.values())
 
 

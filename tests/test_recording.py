@@ -1,0 +1,322 @@
+"""Recorded replies: ``--llm-record-mode`` off/none/once/new_episodes/all (DESIGN 2.6)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+
+import pytest
+
+from conftest import dedent
+from pytest_llmmetrics.recording import dump, load, request_key, safe_params
+from servers import FaultServer, free_port
+
+RECORDING = "__recordings__/test_a.llm.json"
+
+# A model whose every reply differs (a counter), so a replayed reply is told from a new one.
+COUNTER = '''
+from pytest_llmmetrics import Response
+N = [0]
+def reply(messages, **params):
+    N[0] += 1
+    return Response(text=f"reply {N[0]} to {messages[-1]['content']}", prompt_tokens=7, completion_tokens=N[0],
+                    finish_reason="stop")
+'''
+
+SUITE = dedent(
+    """
+    import pytest
+
+    pytestmark = pytest.mark.llm(model="py:counter:reply")
+
+    def test_one(llm):
+        print("GOT", llm("first").text)
+
+    def test_two(llm):
+        print("GOT", llm("second").text)
+
+    def test_three(llm):
+        print("GOT", [r.text for r in llm.sample("third", n=3, temperature=0.8)])
+    """
+)
+
+
+@pytest.fixture
+def counter(bot):
+    bot.makepyfile(counter=COUNTER)
+    return bot
+
+
+def got(result: pytest.RunResult) -> list[str]:
+    """What the inner tests printed (with -s) after "GOT"."""
+    return sorted(re.findall(r"GOT (.*)", result.stdout.str()))
+
+
+def entries(bot) -> dict:
+    return load(bot.path / RECORDING)
+
+
+def test_record_then_replay_without_the_model(run, counter):
+    counter.makepyfile(test_a=SUITE)
+    recorded = run("--llm-record-mode=once", "-s")
+    recorded.assert_outcomes(passed=3)
+    recorded.stdout.fnmatch_lines(["*llm recordings*", f"{RECORDING}: 5 replies recorded"])
+    data = entries(counter)
+    assert sorted(e["test"] for e in data.values()) == ["test_a.py::test_one", "test_a.py::test_three",
+                                                          "test_a.py::test_two"]
+    assert [len(e["replies"]) for e in data.values() if e["test"].endswith("three")] == [3]  # episodes
+
+    counter.makepyfile(counter="def reply(messages, **params):\n    raise RuntimeError('model unavailable')\n")
+    replayed = run("--llm-record-mode=none", "-s")
+    replayed.assert_outcomes(passed=3)
+    assert got(replayed) == got(recorded)
+    assert "llm recordings" not in replayed.stdout.str()  # replay writes nothing
+
+
+def test_replayed_replies_keep_latency_and_tokens(bot, counter):
+    counter.makepyfile(test_a=dedent(
+        """
+        import pytest
+        from pytest_llmmetrics import metrics
+
+        @pytest.mark.llm(model="py:counter:reply")
+        def test_it(llm, llm_metrics):
+            llm_metrics.expect(llm("hi"), metrics.latency(max=60), metrics.tokens(max=100))
+        """
+    ))
+    counter.runpytest_subprocess("--llm-record-mode=all", "--llm-baseline-update").assert_outcomes(passed=1)
+    recorded = entries(counter)
+    (entry,) = recorded.values()
+    assert entry["replies"][0]["completion_tokens"] == 1 and entry["replies"][0]["latency_s"] > 0
+    result = counter.runpytest_subprocess("--llm-record-mode=none", "--llm-report-json=r.json", "-v")
+    result.assert_outcomes(passed=1)
+    rows = {r["metric"]: r["values"] for r in json.loads((counter.path / "r.json").read_text())["rows"]}
+    latency = entry["replies"][0]["latency_s"]
+    assert rows["latency_s"]["current"]["mean"] == rows["latency_s"]["baseline"]["mean"] == pytest.approx(latency)
+    assert rows["tokens"]["current"]["mean"] == rows["tokens"]["baseline"]["mean"] == 1
+
+
+def test_none_mode_names_the_test_the_prompt_and_the_command(run, counter):
+    counter.makepyfile(test_a=SUITE)
+    result = run("--llm-record-mode=none")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines([
+        "*no recorded reply for this request in __recordings__/test_a.llm.json "
+        "(--llm-record-mode=none replays only)",
+        "*  test:   test_a.py::test_two",
+        "*  model:  py:counter:reply",
+        "*  prompt: 'second'",
+        "*Record it with:",
+        "*  pytest 'test_a.py::test_two' --llm-record-mode=new_episodes",
+    ])
+    assert not (counter.path / "__recordings__").exists()
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_none_mode_says_which_setting_changed(bot, counter):
+    counter.makepyfile(test_a=SUITE)
+    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.makepyfile(test_a=SUITE.replace('llm("first")', 'llm("first", max_tokens=99)'))
+    result = counter.runpytest_subprocess("--llm-record-mode=none")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*a reply to this prompt is recorded with other settings: max_tokens=256 (now 99)*"])
+
+
+def test_once_replays_only_when_the_file_exists(bot, counter):
+    counter.makepyfile(test_a=SUITE)
+    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    before = (counter.path / RECORDING).read_text()
+    counter.makepyfile(test_a=SUITE + "\ndef test_four(llm):\n    llm('fourth')\n")
+    result = counter.runpytest_subprocess("--llm-record-mode=once")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*(the file exists, so --llm-record-mode=once replays only)*"])
+    assert (counter.path / RECORDING).read_text() == before
+
+
+def test_new_episodes_keeps_what_is_recorded_and_adds_the_rest(bot, counter):
+    counter.makepyfile(test_a=SUITE)
+    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    path = counter.path / RECORDING
+    path.write_text(path.read_text().replace('"reply 1 to first"', '"edited by hand"'))
+    counter.makepyfile(test_a=SUITE + "\ndef test_four(llm):\n    print('GOT', llm('fourth').text)\n")
+    result = counter.runpytest_subprocess("--llm-record-mode=new_episodes", "-s")
+    result.assert_outcomes(passed=4)
+    assert "edited by hand" in got(result)
+    texts = [r["text"] for e in entries(counter).values() for r in e["replies"]]
+    assert "edited by hand" in texts and "reply 1 to fourth" in texts and len(texts) == 6
+
+
+def test_all_calls_the_model_again_and_overwrites(bot, counter):
+    counter.makepyfile(test_a=SUITE)
+    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    path = counter.path / RECORDING
+    path.write_text(path.read_text().replace('"reply 1 to first"', '"edited by hand"'))
+    result = counter.runpytest_subprocess("--llm-record-mode=all", "-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
+    assert got(result) and "edited by hand" not in got(result)
+    texts = sorted(r["text"] for e in entries(counter).values() for r in e["replies"])
+    assert "edited by hand" not in texts and len(texts) == 5
+
+
+def test_the_file_is_readable_in_a_diff(bot):
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+
+        @pytest.mark.llm(model="py:bot:reply", system="Be brief.\\nBe kind.", seed=1, params={"api_key": "sk-x"})
+        def test_it(llm):
+            llm("What is the capital?")
+        """
+    ))
+    bot.runpytest_subprocess("--llm-record-mode=new_episodes").assert_outcomes(passed=1)
+    text = (bot.path / RECORDING).read_text()
+    key = request_key("py:bot:reply", [{"role": "system", "content": "Be brief.\nBe kind."},
+                                       {"role": "user", "content": "What is the capital?"}],
+                      safe_params({"temperature": 0.0, "max_tokens": 256, "seed": 1, "api_key": "sk-x"}))
+    lines = text.splitlines()
+    assert lines[:4] == ['{', '  "format": "pytest-llmmetrics recordings 1",',
+                         lines[2], '  "recordings": [']
+    assert f'      "key": "{key}",' in lines
+    assert '            "Be brief.",' in lines and '            "Be kind."' in lines  # multi-line text: one line each
+    assert '        "api_key": "<redacted>",' in lines and "sk-x" not in text
+    assert '          "text": "The capital of France is Paris.",' in lines
+
+
+def test_corrupt_recording_fails_clearly_and_is_left_untouched(bot, counter):
+    counter.makepyfile(test_a=SUITE)
+    path = counter.path / RECORDING
+    path.parent.mkdir()
+    path.write_text('{\n  "format": "pytest-llmmetrics recordings 1",\n  "recordings": [\n    {"key": \n')
+    result = counter.runpytest_subprocess("--llm-record-mode=new_episodes")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines([f"*{path}:5:1: not valid JSON (Expecting value). Fix it by hand*left untouched*"])
+    assert path.read_text().endswith('{"key": \n')
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_malformed_entry_names_its_line(tmp_path):
+    good = dump({"k1": {"key": "k1", "test": "t", "model": "m", "params": {}, "messages": [
+        {"role": "user", "content": "hi"}], "replies": [{"text": "yo", "latency_s": 0.5}]}})
+    path = tmp_path / "r.llm.json"
+    path.write_text(good.replace('"latency_s": 0.5', '"latency_s": "fast"'))
+    with pytest.raises(Exception, match=r"r.llm.json:6: recording 0 is malformed: reply field 'latency_s' has a "
+                                        r"bad value 'fast'"):
+        load(path)
+
+
+def test_recorded_under_xdist_by_one_writer(bot, counter):
+    """Tests of one module spread over two workers: the controller merges everything into one file."""
+    counter.makepyfile(test_a="\n".join(
+        ["import pytest", "pytestmark = pytest.mark.llm(model='py:counter:reply')"]
+        + [f"def test_{i}(llm):\n    llm('prompt {i}')" for i in range(8)]
+    ))
+    result = counter.runpytest_subprocess("-n", "2", "--llm-record-mode=new_episodes")
+    result.assert_outcomes(passed=8)
+    assert sorted(e["test"] for e in entries(counter).values()) == sorted(f"test_a.py::test_{i}" for i in range(8))
+    assert [p.name for p in (counter.path / "__recordings__").iterdir()] == ["test_a.llm.json"]  # no temp files
+
+
+# Not importorskip: pytester drops modules imported during a test, and numpy cannot be imported twice.
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="needs pytest-llmmetrics[local]")
+def test_replay_of_the_real_local_model_without_llama_cpp(run, bot):
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+        from pytest_llmmetrics import metrics
+
+        pytestmark = pytest.mark.llm(system="You are a helpful assistant.", max_tokens=48)
+
+        def test_capital(llm, llm_metrics):
+            reply = llm("What is the capital of France?")
+            print("GOT", reply.text, reply.completion_tokens, reply.latency_s)
+            llm_metrics.expect(reply, metrics.contains("Paris"))
+        """
+    ))
+    recorded = run("--llm-record-mode=once", "-s")
+    recorded.assert_outcomes(passed=1)
+    bot.makeconftest("import sys\nsys.modules['llama_cpp'] = None  # the model is unavailable\n")
+    replayed = run("--llm-record-mode=none", "-s")
+    replayed.assert_outcomes(passed=1)
+    assert got(replayed) == got(recorded)
+
+
+def test_no_secret_in_any_file_or_output(bot, llama_server):
+    """The key set in the environment reaches the server and nothing else."""
+    key = "sk-proj-SECRET-d0n7-l34k-m3-0123456789"
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+        from pytest_llmmetrics import metrics
+
+        pytestmark = pytest.mark.llm(model="openai:smollm2", system="You are a helpful assistant.", max_tokens=32)
+
+        def test_capital(llm, llm_metrics, llm_snapshot):
+            reply = llm("What is the capital of France?")
+            llm_metrics.expect(reply, metrics.contains("Paris"), metrics.cost(prices={"openai:smollm2": (1.0, 2.0)}))
+            assert reply == llm_snapshot
+        """
+    ))
+    env = {"OPENAI_API_KEY": key, "GITHUB_STEP_SUMMARY": str(bot.path / "summary.md")}
+    args = ["--llm-base-url", llama_server.base_url, "--llm-record-mode=all", "--snapshot-update",
+            "--llm-report-json=report.json", "--junitxml=junit.xml", "-v", "-rA"]
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        result = bot.runpytest_subprocess(*args)
+        replay = bot.runpytest_subprocess("--llm-record-mode=none", "--llm-base-url",
+                                          f"http://127.0.0.1:{free_port()}/v1", "-v", "-rA")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    result.assert_outcomes(passed=1)
+    replay.assert_outcomes(passed=1)
+    written = [p for p in bot.path.rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    names = {p.name for p in written}
+    assert {"test_a.llm.json", "test_capital.llm.txt", "report.json", "junit.xml", "summary.md",
+            "baseline.json"} <= names
+    for path in written:
+        assert key not in path.read_text(errors="replace"), path
+    for output in (result, replay):
+        assert key not in output.stdout.str() + output.stderr.str()
+
+
+def test_secret_looking_environment_values_are_scrubbed(bot, monkeypatch):
+    monkeypatch.setenv("SHOP_API_KEY", "shop-key-0123456789")
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+
+        @pytest.mark.llm(model="py:bot:reply")
+        def test_it(llm):
+            llm("echo shop-key-0123456789")
+        """
+    ))
+    bot.runpytest_subprocess("--llm-record-mode=new_episodes").assert_outcomes(passed=1)
+    text = (bot.path / RECORDING).read_text()
+    assert "shop-key-0123456789" not in text and "<redacted:SHOP_API_KEY>" in text
+    # ...and the scrubbed entry still replays: it is found by its key.
+    bot.runpytest_subprocess("--llm-record-mode=none").assert_outcomes(passed=1)
+
+
+def test_concurrent_samples_are_recorded_and_replayed(bot):
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+
+        @pytest.mark.llm(model="openai:m", seed=5)
+        def test_it(llm):
+            print("GOT", [r.text for r in llm.sample("Name a colour.", n=4, temperature=0.9)])
+        """
+    ))
+    with FaultServer(default=("delay", 0.05, "Blue.")) as server:
+        bot.runpytest_subprocess("--llm-base-url", server.base_url, "--llm-record-mode=all").assert_outcomes(passed=1)
+    assert sorted(e["params"]["seed"] for e in entries(bot).values()) == [5, 6, 7, 8]
+    replay = bot.runpytest_subprocess("--llm-base-url", f"http://127.0.0.1:{free_port()}/v1",
+                                      "--llm-record-mode=none", "-s")
+    replay.assert_outcomes(passed=1)
+    assert got(replay) == ["['Blue.', 'Blue.', 'Blue.', 'Blue.']"]
