@@ -61,8 +61,8 @@ class LLM:
         settings = self._settings(overrides)
         return self._send(self._messages(messages, settings), settings)
 
-    def sample(self, prompt: str, n: int, **overrides: Any) -> list[Response]:
-        """``n`` replies to one prompt, e.g. at temperature > 0 for pass rates.
+    def sample(self, prompt: str | Sequence[Mapping[str, str]], n: int, **overrides: Any) -> list[Response]:
+        """``n`` replies to one prompt (or one list of chat messages), e.g. at temperature > 0 for pass rates.
 
         With a ``seed``, sample i uses ``seed + i``: the samples differ, and the
         same run gives the same samples. A model that answers requests in
@@ -72,7 +72,8 @@ class LLM:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"llm.sample(): n must be an int >= 1, got {n!r}")
         settings = self._settings(overrides)
-        messages = self._messages([{"role": "user", "content": prompt}], settings)
+        conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = self._messages(conversation, settings)
         each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
                 for i in range(n)]
         workers = min(n, int(getattr(self.model, "max_concurrency", 1) or 1))

@@ -76,6 +76,10 @@ def test_settings_closest_marker_wins(run, bot):
                 assert [m["content"] for m in sent["messages"]] == ["own system", "echo"]
                 replies = llm.sample("echo", 3, seed=5)
                 assert [ast.literal_eval(r.text)["seed"] for r in replies] == [5, 6, 7]
+                conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                                {"role": "user", "content": "echo"}]
+                sent = [ast.literal_eval(r.text) for r in llm.sample(conversation, 2)]
+                assert [len(s["messages"]) for s in sent] == [4, 4]  # the module's system prompt first
             """
         )
     )

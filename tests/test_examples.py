@@ -1,0 +1,120 @@
+"""The examples suite: live on the embedded model, replayed offline, and what prompt edits do to it.
+
+Each test runs a copy of ``examples/`` (its own rootdir, with the committed
+snapshots, recordings and baseline), so the working tree is never touched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+needs_local = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("syrupy") is None,
+    reason="needs pytest-llmmetrics[local,semantic]",
+)
+
+
+@pytest.fixture
+def examples(tmp_path: Path) -> Path:
+    copy = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("__pycache__", "history", "cache"))
+    return copy
+
+
+def pytest_in(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=path,
+                          capture_output=True, text=True, timeout=600)
+
+
+def recorded_texts(path: Path) -> dict[str, list[str]]:
+    out = {}
+    for file in sorted((path / "__recordings__").glob("*.llm.json")):
+        for entry in json.loads(file.read_text())["recordings"]:
+            out[entry["key"]] = [json.dumps(r["text"]) for r in entry["replies"]]
+    return out
+
+
+def test_committed_files_are_in_place():
+    assert sorted(p.name for p in (EXAMPLES / "__recordings__").iterdir()) == [
+        "test_complaints.llm.json", "test_orders.llm.json", "test_policies.llm.json", "test_safety.llm.json",
+        "test_voice.llm.json"]
+    assert len(list((EXAMPLES / "__snapshots__").rglob("*.llm.txt"))) == 3
+    assert (EXAMPLES / ".llmmetrics" / "baseline.json").is_file()
+
+
+def test_replay_needs_no_model_and_matches_the_baseline(examples):
+    """The CI way: recorded replies, two workers, regressions fail the run; llama.cpp unavailable."""
+    (examples / "conftest.py").write_text(
+        "import sys\nsys.modules['llama_cpp'] = None  # no model in CI\n" + (examples / "conftest.py").read_text())
+    proc = pytest_in(examples, "--llm-record-mode=none", "-n", "2", "--llm-fail-on-regression",
+                     "--llm-report-json=report.json")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "11 passed" in proc.stdout
+    report = json.loads((examples / "report.json").read_text())
+    assert report["totals"]["regressed"] == 0 and report["totals"]["unchanged"] == len(report["rows"]) > 30
+
+
+@needs_local
+def test_live_run_reproduces_the_recordings(examples):
+    """Temperature 0 and seeded sampling: a live run on this machine gives the committed replies."""
+    committed = recorded_texts(examples)
+    proc = pytest_in(examples, "--llm-record-mode=all")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "11 passed" in proc.stdout and "llm metrics" in proc.stdout
+    assert recorded_texts(examples) == committed
+
+
+@needs_local
+def test_slight_system_prompt_edit_still_matches_the_snapshot(examples):
+    shop = examples / "teashop.py"
+    shop.write_text(shop.read_text().replace(
+        "Returns: within 30 days of delivery, full refund.",
+        "Returns are accepted within 30 days of delivery for a full refund."))
+    proc = pytest_in(examples, "-k", "policies", "-v")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    # The reply's wording changed, its meaning did not: similar, not identical.
+    line = next(ln for ln in proc.stdout.splitlines() if "test_return_window" in ln and "similarity[snapshot]" in ln)
+    similarity = float(line.split()[3])
+    assert 0.8 <= similarity < 1.0, line
+    assert "prompt changed" in line
+
+
+@needs_local
+def test_substantial_system_prompt_edit_fails_clearly(examples):
+    shop = examples / "teashop.py"
+    shop.write_text(shop.read_text().replace("Answer with one sentence, using only these facts.",
+                                             "Answer in one short sentence in French, using only these facts."))
+    proc = pytest_in(examples, "-k", "policies")
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert "2 failed" in out
+    assert re.search(r"similarity -?0\.[0-4]\d\d < threshold 0\.800 \(embedding model sentence-transformers/all-MiniLM-L6-v2\)",
+                     out), out[-4000:]
+    assert "- contains[30 days] = false, needs must be true" in out
+    assert "prompt changed" in out and "regressed" in out
+
+
+def test_the_github_workflow_runs_the_suite_the_recommended_way(examples, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    workflow = yaml.safe_load((EXAMPLES / ".github" / "workflows" / "llm-regression.yml").read_text())
+    steps = {step.get("name"): step for step in workflow["jobs"]["llm-tests"]["steps"]}
+    command = steps["LLM tests on recorded replies"]["run"].split()
+    assert command[:4] == ["python", "-m", "pytest", "examples"]
+    assert {"-n", "auto", "--llm-record-mode=none", "--llm-fail-on-regression"} <= set(command)
+    proc = subprocess.run([sys.executable, *command[1:], "-p", "no:cacheprovider"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "GITHUB_STEP_SUMMARY":
+                                                                            str(tmp_path / "summary.md")})
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert json.loads((tmp_path / "llm-report.json").read_text())["totals"]["regressed"] == 0
+    assert 'name="llm:contains[30 days]" value="1.0"' in (tmp_path / "junit.xml").read_text()
+    assert "0 regressed, 38 unchanged against the baseline" in (tmp_path / "summary.md").read_text()
