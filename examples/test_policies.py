@@ -25,9 +25,9 @@ def test_shipping_time(llm, llm_metrics, llm_snapshot, shop):
     reply = llm.chat(shop.policy_messages("How long does shipping take?"))
     llm_metrics.expect(
         reply,
-        metrics.contains("2 to 4 working days"),
+        metrics.contains("2 to 4 working days"),   # the fact from the system prompt
         metrics.no_refusal(),
         metrics.tokens(max=40),
         metrics.no_prompt_leak(shop.POLICY_PROMPT, ngram=10),
     )
-    assert reply == llm_snapshot
+    assert reply == llm_snapshot                   # and it still means what it meant

@@ -327,12 +327,25 @@ class RecordingModel:
             if near:
                 lines.append("  a reply to this prompt is recorded with other settings: "
                              + _difference(near[0], self.spec, messages, params))
-        lines += ["Record it with:", f"  pytest '{self._item.nodeid}' --llm-record-mode=new_episodes"]
+        lines += ["Record it with:", f"  pytest '{_command_id(self._item)}' --llm-record-mode=new_episodes"]
         return "\n".join(lines)
 
     def _show(self, path: Path) -> str:
-        root = self._item.config.rootpath
-        return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        try:
+            return Path(os.path.relpath(path, self._item.config.invocation_params.dir)).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _command_id(item: pytest.Item) -> str:
+    """The test's id as typed from where pytest was started (the rootdir may be a subfolder)."""
+    start = item.config.invocation_params.dir
+    _, sep, rest = item.nodeid.partition("::")
+    try:
+        path = Path(os.path.relpath(item.path, start)).as_posix()
+    except ValueError:  # another drive (Windows)
+        return item.nodeid
+    return path + sep + rest
 
 
 def _difference(entry: Mapping[str, Any], model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:

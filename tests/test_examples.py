@@ -118,3 +118,14 @@ def test_the_github_workflow_runs_the_suite_the_recommended_way(examples, tmp_pa
     assert json.loads((tmp_path / "llm-report.json").read_text())["totals"]["regressed"] == 0
     assert 'name="llm:contains[30 days]" value="1.0"' in (tmp_path / "junit.xml").read_text()
     assert "0 regressed, 38 unchanged against the baseline" in (tmp_path / "summary.md").read_text()
+
+
+def test_readme_quotes_the_examples_as_they_are():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    workflows = readme[readme.index("## Workflows"):readme.index("## Configuration")]
+    quoted = re.search(r"```python\n(def test_shipping_time.*?)```", workflows, re.DOTALL)[1]
+    assert quoted in (EXAMPLES / "test_policies.py").read_text()
+    prose = " ".join(workflows.split())
+    for fact in ("Returns: within 30 days of delivery, full refund.",
+                 "Answer with one sentence, using only these facts."):
+        assert fact in prose and fact in (EXAMPLES / "teashop.py").read_text()
