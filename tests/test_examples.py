@@ -129,3 +129,12 @@ def test_readme_quotes_the_examples_as_they_are():
     for fact in ("Returns: within 30 days of delivery, full refund.",
                  "Answer with one sentence, using only these facts."):
         assert fact in prose and fact in (EXAMPLES / "teashop.py").read_text()
+
+
+@needs_local
+def test_the_same_suite_against_an_openai_compatible_server(examples, llama_server):
+    """What conftest.py describes: two flags point the suite at a server; the tests still hold."""
+    proc = pytest_in(examples, "--llm-model", "openai:smollm2", "--llm-base-url", llama_server.base_url)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "11 passed" in proc.stdout
+    assert "model changed" in proc.stdout or "0 regressed" in proc.stdout  # the report knows what moved
