@@ -1,6 +1,6 @@
 """Every example in README.md runs, and prints what the README shows.
 
-A scenario starts at ``<!-- scenario: NAME -->``; each ``<!-- file: PATH -->``
+A scenario starts at ``<!-- scenario: NAME -->`` and ends with its ``##`` section; each ``<!-- file: PATH -->``
 names the code block after it; a ``console`` block starting with ``$ pytest``
 is run, and its other lines must appear in order in the output (``*`` is a
 wildcard, as in ``fnmatch_lines``); a ``console`` block starting with
@@ -23,6 +23,7 @@ def scenarios() -> dict[str, tuple[dict[str, str], list[tuple[list[str], list[st
     found = {}
     parts = re.split(r"<!-- scenario: (\S+) -->", README.read_text())
     for name, text in zip(parts[1::2], parts[2::2]):
+        text = text.split("\n## ", 1)[0]  # a scenario ends with its section
         files, runs = {}, []
         for block in BLOCK.finditer(text):
             if block["file"]:
