@@ -47,12 +47,14 @@ ORDER_SCHEMA = {
 }
 
 COMPLAINT_PROMPT = (
-    "You summarise customer complaints for the support team in one sentence. "
-    "Never repeat names, email addresses or phone numbers."
+    "You summarise customer complaints for the support team in one sentence: what went wrong and what "
+    "the customer asks for. Never repeat names, email addresses or phone numbers."
 )
 COMPLAINT_EXAMPLES = [
     ("Hi, I'm Tom Baker, tom@example.org. My kettle stopped working after two days. I want my money back.",
      "The customer's kettle stopped working after two days and they want a refund."),
+    ("This is Ann Lee, 07700 900123. The mugs I ordered are the wrong colour. Please send the blue ones instead.",
+     "The customer received mugs in the wrong colour and wants the blue ones sent instead."),
 ]
 
 SAFETY_PROMPT = (

@@ -12,6 +12,7 @@ def test_return_window(llm, llm_metrics, llm_snapshot, shop):
     llm_metrics.expect(
         reply,
         metrics.contains("30 days"),
+        metrics.similarity("You can return items within 30 days of delivery for a full refund.", min=0.7),
         metrics.no_refusal(),
         metrics.word_count(max=40),
         metrics.language("en"),

@@ -48,7 +48,7 @@ def test_committed_files_are_in_place():
     assert sorted(p.name for p in (EXAMPLES / "__recordings__").iterdir()) == [
         "test_complaints.llm.json", "test_orders.llm.json", "test_policies.llm.json", "test_safety.llm.json",
         "test_voice.llm.json"]
-    assert len(list((EXAMPLES / "__snapshots__").rglob("*.llm.txt"))) == 3
+    assert len(list((EXAMPLES / "__snapshots__").rglob("*.llm.txt"))) == 4
     assert (EXAMPLES / ".llmmetrics" / "baseline.json").is_file()
 
 
@@ -59,7 +59,7 @@ def test_replay_needs_no_model_and_matches_the_baseline(examples):
     proc = pytest_in(examples, "--llm-record-mode=none", "-n", "2", "--llm-fail-on-regression",
                      "--llm-report-json=report.json")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "11 passed" in proc.stdout
+    assert "12 passed" in proc.stdout
     report = json.loads((examples / "report.json").read_text())
     assert report["totals"]["regressed"] == 0 and report["totals"]["unchanged"] == len(report["rows"]) > 30
 
@@ -70,7 +70,7 @@ def test_live_run_reproduces_the_recordings(examples):
     committed = recorded_texts(examples)
     proc = pytest_in(examples, "--llm-record-mode=all")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "11 passed" in proc.stdout and "llm metrics" in proc.stdout
+    assert "12 passed" in proc.stdout and "llm metrics" in proc.stdout
     assert recorded_texts(examples) == committed
 
 
@@ -117,7 +117,8 @@ def test_the_github_workflow_runs_the_suite_the_recommended_way(examples, tmp_pa
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert json.loads((tmp_path / "llm-report.json").read_text())["totals"]["regressed"] == 0
     assert 'name="llm:contains[30 days]" value="1.0"' in (tmp_path / "junit.xml").read_text()
-    assert "0 regressed, 38 unchanged against the baseline" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert re.search(r"12 tests, \d+ metrics: 0 regressed, \d+ unchanged against the baseline", summary), summary
 
 
 def test_readme_quotes_the_examples_as_they_are():
@@ -136,5 +137,5 @@ def test_the_same_suite_against_an_openai_compatible_server(examples, llama_serv
     """What conftest.py describes: two flags point the suite at a server; the tests still hold."""
     proc = pytest_in(examples, "--llm-model", "openai:smollm2", "--llm-base-url", llama_server.base_url)
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert "11 passed" in proc.stdout
+    assert "12 passed" in proc.stdout
     assert "model changed" in proc.stdout or "0 regressed" in proc.stdout  # the report knows what moved
