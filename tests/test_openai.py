@@ -215,7 +215,7 @@ def test_no_key_and_no_server_says_what_to_set(monkeypatch):
 
 
 def test_sample_sends_requests_concurrently_and_bounded():
-    with FaultServer(default=("delay", 0.2, "Blue.")) as server:
+    with FaultServer(default=("delay", 0.4, "Blue.")) as server:  # long enough to overlap on a busy machine
         llm = LLM(model(server.base_url, concurrency=3), LLMSettings(model="openai:smollm2", seed=10))
         replies = llm.sample("Name a colour.", n=8, temperature=0.9)
     assert [r.text for r in replies] == ["Blue."] * 8
