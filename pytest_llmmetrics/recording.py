@@ -243,9 +243,11 @@ class Recordings:
                 old = entries.get(key)
                 if self.mode == "all" or old is None:
                     entries[key] = {**fresh, "replies": replies}
+                    added += len(replies)
                 else:  # new episodes: keep the recorded ones, add those past their end
-                    old["replies"].extend(r for i, r in sorted(fresh["replies"].items()) if i >= len(old["replies"]))
-                added += len(replies)
+                    more = [r for i, r in sorted(fresh["replies"].items()) if i >= len(old["replies"])]
+                    old["replies"].extend(more)
+                    added += len(more)
             atomic_write_text(path, dump(entries))
             self.written.append(f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded")
 

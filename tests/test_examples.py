@@ -135,7 +135,9 @@ def test_readme_quotes_the_examples_as_they_are():
 @needs_local
 def test_the_same_suite_against_an_openai_compatible_server(examples, llama_server):
     """What conftest.py describes: two flags point the suite at a server; the tests still hold."""
-    proc = pytest_in(examples, "--llm-model", "openai:smollm2", "--llm-base-url", llama_server.base_url)
+    proc = pytest_in(examples, "--llm-model", "openai:smollm2", "--llm-base-url", llama_server.base_url,
+                     "--llm-report-json=report.json")
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "12 passed" in proc.stdout
-    assert "model changed" in proc.stdout or "0 regressed" in proc.stdout  # the report knows what moved
+    rows = json.loads((examples / "report.json").read_text())["rows"]
+    assert rows and all(r["verdict"] == "unchanged" or r["why"] == "model changed" for r in rows)  # says why

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 
 import pytest
@@ -143,6 +142,7 @@ def test_new_episodes_keeps_what_is_recorded_and_adds_the_rest(bot, counter):
     counter.makepyfile(test_a=SUITE + "\ndef test_four(llm):\n    print('GOT', llm('fourth').text)\n")
     result = counter.runpytest_subprocess("--llm-record-mode=new_episodes", "-s")
     result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines([f"{RECORDING}: 1 reply recorded"])  # only the new test's
     assert "edited by hand" in got(result)
     texts = [r["text"] for e in entries(counter).values() for r in e["replies"]]
     assert "edited by hand" in texts and "reply 1 to fourth" in texts and len(texts) == 6
@@ -242,7 +242,7 @@ def test_replay_of_the_real_local_model_without_llama_cpp(run, bot):
     assert got(replayed) == got(recorded)
 
 
-def test_no_secret_in_any_file_or_output(bot, llama_server):
+def test_no_secret_in_any_file_or_output(bot, llama_server, monkeypatch):
     """The key set in the environment reaches the server and nothing else."""
     key = "sk-proj-SECRET-d0n7-l34k-m3-0123456789"
     bot.makepyfile(test_a=dedent(
@@ -258,21 +258,13 @@ def test_no_secret_in_any_file_or_output(bot, llama_server):
             assert reply == llm_snapshot
         """
     ))
-    env = {"OPENAI_API_KEY": key, "GITHUB_STEP_SUMMARY": str(bot.path / "summary.md")}
-    args = ["--llm-base-url", llama_server.base_url, "--llm-record-mode=all", "--snapshot-update",
-            "--llm-report-json=report.json", "--junitxml=junit.xml", "-v", "-rA"]
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        result = bot.runpytest_subprocess(*args)
-        replay = bot.runpytest_subprocess("--llm-record-mode=none", "--llm-base-url",
-                                          f"http://127.0.0.1:{free_port()}/v1", "-v", "-rA")
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(bot.path / "summary.md"))
+    result = bot.runpytest_subprocess("--llm-base-url", llama_server.base_url, "--llm-record-mode=all",
+                                      "--snapshot-update", "--llm-report-json=report.json", "--junitxml=junit.xml",
+                                      "-v", "-rA")
+    replay = bot.runpytest_subprocess("--llm-record-mode=none", "--llm-base-url",
+                                      f"http://127.0.0.1:{free_port()}/v1", "-v", "-rA")
     result.assert_outcomes(passed=1)
     replay.assert_outcomes(passed=1)
     written = [p for p in bot.path.rglob("*") if p.is_file() and p.suffix != ".pyc"]
