@@ -18,8 +18,9 @@ Only one process writes: xdist workers send what they recorded on their test
 reports, and the controller (or the single process of a serial run) merges it
 into each file once, at the end of the session, atomically. A file that cannot
 be parsed fails the tests that need it, naming file and line, and is never
-overwritten. Entries no test sends any more are kept: delete the file and
-record again (``--llm-record-mode=once``) to start clean.
+overwritten. With ``all``, a test that ran replaces everything it had
+recorded: requests it no longer sends are removed. Tests that did not run
+(deselected, ``-k``) keep their entries, and ``new_episodes`` only ever adds.
 
 No secret is written: parameters whose names look like keys or tokens are
 stored (and keyed) as ``<redacted>``, and the values of environment variables
@@ -189,6 +190,7 @@ class Recordings:
         self._existed: dict[Path, bool] = {}
         self._lock = threading.Lock()
         self._new: dict[str, dict[str, dict[str, Any]]] = {}  # file -> key -> entry with replies by index
+        self._ran: dict[str, set[str]] = {}  # file -> tests that ran in this session (mode "all")
         self.written: list[str] = []
         self.skipped: list[str] = []
 
@@ -218,6 +220,8 @@ class Recordings:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.writer:  # an xdist worker: its reports go to the controller, which writes
             return
+        if self.mode == "all" and report.when == "call":
+            self._ran.setdefault(self._file_of(report.fspath), set()).add(report.nodeid)
         for rec in getattr(report, "llm_recordings", None) or ():
             entry = self._new.setdefault(rec["file"], {}).setdefault(rec["key"], {
                 "key": rec["key"], "test": rec["test"], "model": rec["model"], "params": rec["params"],
@@ -230,12 +234,21 @@ class Recordings:
         if not self.writer:
             return
         root = self.config.rootpath
-        for file, new in sorted(self._new.items()):
+        for file in sorted(set(self._new) | set(self._ran)):
+            new, ran = self._new.get(file, {}), self._ran.get(file, set())
             path = root / file
+            if not new and not path.is_file():
+                continue
             try:
                 entries = load(path) if path.is_file() else {}
             except ConfigError as exc:
                 self.skipped.append(f"{file} NOT updated: {exc}")
+                continue
+            # "all": what a test that ran no longer sends goes (shared requests it sent again stay).
+            stale = [key for key, entry in entries.items() if entry["test"] in ran and key not in new]
+            for key in stale:
+                del entries[key]
+            if not new and not stale:
                 continue
             added = 0
             for key, fresh in new.items():
@@ -249,7 +262,15 @@ class Recordings:
                     old["replies"].extend(more)
                     added += len(more)
             atomic_write_text(path, dump(entries))
-            self.written.append(f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded")
+            line = f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded"
+            if stale:
+                line += f", {len(stale)} request{'s' if len(stale) > 1 else ''} no longer sent removed"
+            self.written.append(line)
+
+    def _file_of(self, module: str) -> str:
+        """The recording file of a test module given relative to the rootdir, as recorded replies name it."""
+        path = Path(os.path.normpath(self.config.rootpath / module))
+        return _relative_file(recording_path(path), self.config.rootpath)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.written or self.skipped:
@@ -305,8 +326,7 @@ class RecordingModel:
         reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
         with self._lock:
             self._pending.append({
-                "file": self._path.relative_to(self._item.config.rootpath).as_posix()
-                if self._path.is_relative_to(self._item.config.rootpath) else str(self._path),
+                "file": _relative_file(self._path, self._item.config.rootpath),
                 "key": key, "index": index, "test": self._item.nodeid, "model": self.spec,
                 "params": stored_params, "messages": [dict(m) for m in messages], "reply": reply,
             })
@@ -337,6 +357,11 @@ class RecordingModel:
             return Path(os.path.relpath(path, self._item.config.invocation_params.dir)).as_posix()
         except ValueError:
             return str(path)
+
+
+def _relative_file(path: Path, root: Path) -> str:
+    """How reports and the summary name a recording file: relative to the rootdir where it is inside."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _command_id(item: pytest.Item) -> str:

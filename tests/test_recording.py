@@ -160,6 +160,30 @@ def test_all_calls_the_model_again_and_overwrites(bot, counter):
     assert "edited by hand" not in texts and len(texts) == 5
 
 
+def test_all_removes_what_a_test_that_ran_no_longer_sends(bot, counter):
+    counter.makepyfile(test_a=SUITE)
+    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.makepyfile(test_a=SUITE.replace('llm("first")', 'llm("first, reworded")')
+                       .replace('llm("second")', 'llm("second, reworded")'))
+
+    # Only test_one runs: its old request goes, test_two (deselected) keeps its recording.
+    result = counter.runpytest_subprocess("--llm-record-mode=all", "-k", "test_one")
+    result.assert_outcomes(passed=1, deselected=2)
+    result.stdout.fnmatch_lines([f"{RECORDING}: 1 reply recorded, 1 request no longer sent removed"])
+    prompts = sorted(e["messages"][-1]["content"] for e in entries(counter).values())
+    assert prompts == ["first, reworded", "second", "third"]
+
+    # A test that ran and sends nothing any more loses its recording too; new_episodes never removes.
+    counter.makepyfile(test_a=SUITE.replace('print("GOT", llm("second").text)', 'pass'))
+    counter.runpytest_subprocess("--llm-record-mode=new_episodes").assert_outcomes(passed=3)
+    assert len(entries(counter)) == 4
+    result = counter.runpytest_subprocess("--llm-record-mode=all", "-n", "2")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([f"{RECORDING}: 4 replies recorded, 2 requests no longer sent removed"])
+    prompts = sorted(e["messages"][-1]["content"] for e in entries(counter).values())
+    assert prompts == ["first", "third"]
+
+
 def test_the_file_is_readable_in_a_diff(bot):
     bot.makepyfile(test_a=dedent(
         """
