@@ -10,8 +10,12 @@ exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
 and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
 (up to 60 s; a longer wait fails at once). The client's own retries are off,
 so these settings are the only ones. When the retries are spent, the error
-names the server, what it answered and what to do. ``latency_s`` is the time
-of the answered request, without earlier failed attempts and waits.
+names the server, what it answered and what to do. Once a request has spent
+its retries without reaching the server (connection errors or timeouts: it
+is down or stuck), later requests get one attempt each until one is answered,
+so a suite against a stopped server fails test by test in seconds, not in
+minutes of backoff. ``latency_s`` is the time of the answered request,
+without earlier failed attempts and waits.
 
 The client is made on the first call, so importing ``openai`` costs a suite
 nothing until a test talks to a server; it is shared by the threads that
@@ -54,6 +58,7 @@ class OpenAIModel:
         self._openai: Any = None
         self._known: frozenset[str] = frozenset()
         self._lock = threading.Lock()
+        self._unreachable = False  # an earlier request spent its retries without reaching the server
 
     def __repr__(self) -> str:
         return f"<model {self.spec}>"
@@ -92,23 +97,31 @@ class OpenAIModel:
         request = dict(model=self.name, messages=[dict(m) for m in messages], **known)
         if extra:
             request["extra_body"] = extra
-        attempts = self.options.max_retries + 1
+        down = self._unreachable
+        attempts = 1 if down else self.options.max_retries + 1
         for attempt in range(1, attempts + 1):
             start = time.perf_counter()
             try:
                 completion = client.chat.completions.create(**request)
             except Exception as exc:  # noqa: BLE001 -- sorted into retry / clear error just below
-                wait = self._retry_wait(exc, attempt, attempts)
+                wait = self._retry_wait(exc, attempt, attempts, down)
                 time.sleep(wait)
                 continue
+            self._unreachable = False
             return self._response(completion, time.perf_counter() - start)
         raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
-    def _retry_wait(self, exc: Exception, attempt: int, attempts: int) -> float:
-        """Seconds to wait before the next attempt, or raise the `ModelError` that ends the call."""
+    def _retry_wait(self, exc: Exception, attempt: int, attempts: int, down: bool) -> float:
+        """Seconds to wait before the next attempt, or raise the `ModelError` that ends the call.
+
+        ``down``: the server was unreachable for an earlier request, so this one gets one attempt.
+        """
         openai = self._openai
         where = f"model {self.spec!r} at {self.base_url}"
         tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+        unreachable = isinstance(exc, openai.APIConnectionError)  # APITimeoutError is one too
+        if not unreachable:
+            self._unreachable = False  # it answered, if not well
         if isinstance(exc, openai.APITimeoutError):
             problem = (f"{where}: no answer within {self.options.timeout:g} s ({tries}). The server is slow or "
                        "stuck: check it, or raise --llm-timeout / llm_timeout")
@@ -135,9 +148,13 @@ class OpenAIModel:
         else:
             raise exc
         if attempt >= attempts:
-            raise ModelError(problem + (
-                f"; gave up after {self.options.max_retries} retries (--llm-max-retries / llm_max_retries)"
-                if self.options.max_retries else "")) from None
+            if unreachable and down and self.options.max_retries:
+                problem += ("; not retried, as the server did not answer an earlier request either "
+                            "(each request gets one attempt until one is answered)")
+            elif self.options.max_retries:
+                problem += f"; gave up after {self.options.max_retries} retries (--llm-max-retries / llm_max_retries)"
+            self._unreachable = unreachable
+            raise ModelError(problem) from None
         ceiling = min(MAX_BACKOFF_S, self.options.retry_backoff * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
 

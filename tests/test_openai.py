@@ -80,7 +80,7 @@ def test_base_url_from_the_environment(bot, llama_server, monkeypatch):
 
 
 def test_server_stopped_mid_suite(bot, tmp_path):
-    """The server dies between tests: later tests fail with a clear message; the run completes."""
+    """The server dies between tests: later tests fail with a clear message, after the first without retries."""
     from pytest_llmmetrics.local import gguf_path
 
     server = LlamaServer(gguf_path(), tmp_path / "server.log")
@@ -109,6 +109,9 @@ def test_server_stopped_mid_suite(bot, tmp_path):
 
                 def test_3_after(llm):
                     llm("Say hi.")
+
+                def test_4_after_that(llm):
+                    llm("Say hi.")
                 """
             )
         )
@@ -116,9 +119,12 @@ def test_server_stopped_mid_suite(bot, tmp_path):
                                           "-o", "llm_retry_backoff=0.05", "--llm-timeout", "5")
     finally:
         server.stop()
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines([
-        f"*model 'openai:smollm2' at {server.base_url}: cannot connect (*; 2 attempts). Is the server running?*",
+        f"*model 'openai:smollm2' at {server.base_url}: cannot connect (*; 2 attempts). Is the server running?*"
+        "gave up after 1 retries*",
+        f"*model 'openai:smollm2' at {server.base_url}: cannot connect (*; 1 attempt). Is the server running?*"
+        "not retried, as the server did not answer an earlier request either*",
     ])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
 
@@ -163,6 +169,22 @@ def test_hang_past_the_timeout():
         with pytest.raises(ModelError, match=r"no answer within 0.3 s \(2 attempts\).*--llm-timeout"):
             model(server.base_url, timeout=0.3, max_retries=1)(CAPITAL)
     assert len(server.seen) == 2
+
+
+def test_after_a_request_finds_the_server_down_the_next_get_one_attempt_until_one_is_answered():
+    with FaultServer([("hang", 5)] * 3, default=("ok", "Paris.")) as server:
+        m = model(server.base_url, timeout=0.3, max_retries=1)
+        with pytest.raises(ModelError, match=r"no answer within 0.3 s \(2 attempts\).*gave up after 1 retries"):
+            m(CAPITAL)
+        with pytest.raises(ModelError, match=r"no answer within 0.3 s \(1 attempt\).*; not retried, as the server "
+                                             r"did not answer an earlier request either"):
+            m(CAPITAL)
+        assert m(CAPITAL).text == "Paris."  # one attempt, answered: back to normal
+        assert len(server.seen) == 4
+        server.script.extend([("hang", 5)] * 2)
+        with pytest.raises(ModelError, match=r"\(2 attempts\)"):
+            m(CAPITAL)
+    assert len(server.seen) == 6
 
 
 def test_connection_refused():
