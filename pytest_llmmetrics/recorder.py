@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from .check import Check, MetricRegistry, Outcome, to_value
 from .errors import ConfigError
+from .redact import safe_params
 from .response import Response, as_response
 
 
@@ -86,7 +87,7 @@ class MetricsRecorder:
         """Called by the ``llm`` fixture for every request this test sends."""
         self._prompts.update(json.dumps(messages, sort_keys=True).encode())
         self.fingerprint["model"] = model
-        self.fingerprint["params"] = json.dumps(params, sort_keys=True, default=repr)
+        self.fingerprint["params"] = json.dumps(safe_params(params), sort_keys=True)  # no api_key in a baseline
         self.fingerprint["prompt"] = self._prompts.hexdigest()[:16]
 
     def summary(self) -> dict[str, Any]:

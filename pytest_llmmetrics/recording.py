@@ -22,10 +22,10 @@ overwritten. With ``all``, a test that ran replaces everything it had
 recorded: requests it no longer sends are removed. Tests that did not run
 (deselected, ``-k``) keep their entries, and ``new_episodes`` only ever adds.
 
-No secret is written: parameters whose names look like keys or tokens are
-stored (and keyed) as ``<redacted>``, and the values of environment variables
-named like ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET`` or ``*_PASSWORD`` are
-replaced wherever they would appear.
+No secret is written (see `redact`): parameters whose names look like keys
+or tokens are stored (and keyed) as ``<redacted>``, and the values of
+environment variables named like ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET`` or
+``*_PASSWORD`` are replaced wherever they would appear.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import threading
 from collections import Counter
 from pathlib import Path
@@ -44,15 +43,13 @@ import pytest
 from .errors import ConfigError, ModelError
 from .files import atomic_write_text
 from .providers import model_name
+from .redact import safe_params, scrub
 from .response import Response
 
 FORMAT = "pytest-llmmetrics recordings 1"
 ABOUT = ("Replies of the model under test, keyed by model, messages and parameters. Written by "
          "pytest --llm-record-mode=once|new_episodes|all; replayed by --llm-record-mode=none. Review like code.")
 DIRNAME = "__recordings__"
-REDACTED = "<redacted>"
-_SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorization|auth)$", re.I)
-_SECRET_ENV = re.compile(r"(_KEY|TOKEN|SECRET|PASSWORD)$")
 REPLY_FIELDS = ("latency_s", "prompt_tokens", "completion_tokens", "finish_reason")
 PENDING_KEY = pytest.StashKey["list[dict[str, Any]]"]()
 
@@ -60,12 +57,6 @@ PENDING_KEY = pytest.StashKey["list[dict[str, Any]]"]()
 def recording_path(module: Path) -> Path:
     """Where the replies of the tests in ``module`` are recorded."""
     return module.parent / DIRNAME / f"{module.stem}.llm.json"
-
-
-def safe_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Parameters as stored and keyed: JSON values, anything key-like redacted."""
-    plain = json.loads(json.dumps(dict(params), sort_keys=True, default=repr))
-    return {k: (REDACTED if _SECRET_PARAM.search(k) else v) for k, v in plain.items()}
 
 
 def request_key(model: str, messages: list[dict[str, str]], params: Mapping[str, Any]) -> str:
@@ -102,7 +93,7 @@ def dump(entries: Mapping[str, Mapping[str, Any]]) -> str:
             "messages": [{"role": m["role"], "content": _pack(m["content"])} for m in e["messages"]],
             "replies": [{"text": _pack(r["text"]), **{f: r.get(f) for f in REPLY_FIELDS}} for r in e["replies"]],
         })
-    data = _scrub({"format": FORMAT, "about": ABOUT, "recordings": out}, _secrets())
+    data = scrub({"format": FORMAT, "about": ABOUT, "recordings": out})
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -159,22 +150,6 @@ def _line_of(text: str, key: Any) -> int:
         if at >= 0:
             return text.count("\n", 0, at) + 1
     return 1
-
-
-def _secrets() -> dict[str, str]:
-    return {v: f"<redacted:{k}>" for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8}
-
-
-def _scrub(value: Any, secrets: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        for secret, name in secrets.items():
-            value = value.replace(secret, name)
-        return value
-    if isinstance(value, list):
-        return [_scrub(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _scrub(v, secrets) for k, v in value.items()}
-    return value
 
 
 # --- replay and record ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 from .embeddings import check_threshold, get_engine
 from .errors import ConfigError
 from .files import atomic_write_text
+from .redact import scrub
 from .response import Response
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
     ) -> None:
         data = next(iter(snapshot_collection)).data
-        atomic_write_text(Path(snapshot_collection.location), str(data))
+        atomic_write_text(Path(snapshot_collection.location), scrub(str(data)))  # a reply may echo a secret
 
 
 class LLMSnapshotAssertion(SnapshotAssertion):

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from conftest import dedent
-from pytest_llmmetrics.recording import dump, load, request_key, safe_params
+from pytest_llmmetrics.recording import dump, load, request_key
+from pytest_llmmetrics.redact import safe_params
 from servers import FaultServer, free_port
 
 RECORDING = "__recordings__/test_a.llm.json"
@@ -317,6 +318,38 @@ def test_secret_looking_environment_values_are_scrubbed(bot, monkeypatch):
     assert "shop-key-0123456789" not in text and "<redacted:SHOP_API_KEY>" in text
     # ...and the scrubbed entry still replays: it is found by its key.
     bot.runpytest_subprocess("--llm-record-mode=none").assert_outcomes(passed=1)
+
+
+def test_secret_parameters_and_echoed_secrets_stay_out_of_every_file(bot, monkeypatch):
+    """A key passed as a parameter, or echoed by the model, reaches no baseline, report, snapshot or recording."""
+    pytest.importorskip("syrupy")
+    monkeypatch.setenv("SHOP_API_KEY", "shop-key-0123456789")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(bot.path / "summary.md"))
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+        from pytest_llmmetrics import metrics
+
+        @pytest.mark.llm(model="py:bot:reply", params={"api_key": "sk-param-secret-0123"})
+        def test_it(llm, llm_metrics, llm_snapshot):
+            reply = llm("echo shop-key-0123456789")
+            llm_metrics.expect(reply, metrics.contains("echo"))
+            assert reply == llm_snapshot
+        """
+    ))
+    args = ("--llm-record-mode=new_episodes", "--llm-report-json=report.json", "--junitxml=junit.xml", "-rA")
+    first = bot.runpytest_subprocess("--snapshot-update", *args)
+    first.assert_outcomes(passed=1)
+    bot.runpytest_subprocess(*args).assert_outcomes(passed=1)  # the scrubbed snapshot still matches
+    files = [p for p in bot.path.rglob("*") if p.is_file() and p.suffix != ".pyc"]
+    written = {p.name: p.read_text(errors="replace") for p in files}  # the embedding cache too (hashed keys)
+    assert {"test_a.llm.json", "test_it.llm.txt", "baseline.json", "report.json", "junit.xml",
+            "summary.md"} <= set(written)
+    for name, text in written.items():
+        if name not in ("test_a.py", "bot.py"):
+            assert "sk-param-secret-0123" not in text and "shop-key-0123456789" not in text, name
+    assert "<redacted:SHOP_API_KEY>" in written["test_it.llm.txt"]
+    assert '\\"api_key\\": \\"<redacted>\\"' in written["baseline.json"]  # the fingerprint's parameters
 
 
 def test_concurrent_samples_are_recorded_and_replayed(bot):
