@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError, ModelError
 from .providers import ProviderOptions
+from .redact import scrub
 from .response import Response
 
 MAX_BACKOFF_S = 30.0
@@ -223,6 +224,8 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _redact(text: str) -> str:
-    """Never show the API key, even where a server or library echoes it."""
+    """Never show a key, even where a server or library echoes it (short keys of local servers too)."""
     key = os.environ.get("OPENAI_API_KEY")
-    return text.replace(key, "<OPENAI_API_KEY>") if key and len(key) >= 4 else text
+    if key and len(key) >= 4:
+        text = text.replace(key, "<redacted:OPENAI_API_KEY>")
+    return scrub(text)

@@ -218,7 +218,7 @@ def test_key_is_sent_but_never_shown():
         with pytest.raises(ModelError) as info:
             model(server.base_url)(CAPITAL)
     assert server.seen[0].headers["authorization"] == f"Bearer {key}"
-    assert "incorrect API key provided: <OPENAI_API_KEY>" in str(info.value)  # the server quoted it
+    assert "incorrect API key provided: <redacted:OPENAI_API_KEY>" in str(info.value)  # the server quoted it
     assert key not in str(info.value)
 
 
