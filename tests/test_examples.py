@@ -88,6 +88,17 @@ def test_slight_system_prompt_edit_still_matches_the_snapshot(examples):
     assert 0.8 <= similarity < 1.0, line
     assert "prompt changed" in line
 
+    # Accepting the change (README "Workflows"): one live run re-records replies and baseline, then CI replays.
+    before = recorded_texts(examples)
+    proc = pytest_in(examples, "-k", "policies", "--snapshot-update", "--llm-record-mode=all")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "test_policies.llm.json: 2 replies recorded, 2 requests no longer sent removed" in proc.stdout
+    after = recorded_texts(examples)
+    assert len(after) == len(before) and after != before  # the old prompt's replies replaced, not added to
+    proc = pytest_in(examples, "--llm-record-mode=none", "--llm-fail-on-regression")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "0 regressed" in proc.stdout
+
 
 @needs_local
 def test_substantial_system_prompt_edit_fails_clearly(examples):
