@@ -10,7 +10,10 @@ exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
 and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
 (up to 60 s; a longer wait fails at once). The client's own retries are off,
 so these settings are the only ones. When the retries are spent, the error
-names the server, what it answered and what to do. Once a request has spent
+names the server, what it answered and what to do. Models that refuse
+``max_tokens`` and ask for ``max_completion_tokens`` instead (OpenAI's
+reasoning models) get it under that name from then on, without costing an
+attempt. Once a request has spent
 its retries without reaching the server (connection errors or timeouts: it
 is down or stuck), later requests get one attempt each until one is answered,
 so a suite against a stopped server fails test by test in seconds, not in
@@ -60,6 +63,7 @@ class OpenAIModel:
         self._known: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self._unreachable = False  # an earlier request spent its retries without reaching the server
+        self._max_tokens_name = "max_tokens"  # or "max_completion_tokens", once the server asked for it
 
     def __repr__(self) -> str:
         return f"<model {self.spec}>"
@@ -95,22 +99,34 @@ class OpenAIModel:
         client = self._connect()
         known = {k: v for k, v in params.items() if k in self._known}
         extra = {k: v for k, v in params.items() if k not in self._known}  # server-specific, e.g. top_k
+        if "max_tokens" in known and self._max_tokens_name != "max_tokens":
+            known[self._max_tokens_name] = known.pop("max_tokens")
         request = dict(model=self.name, messages=[dict(m) for m in messages], **known)
         if extra:
             request["extra_body"] = extra
         down = self._unreachable
         attempts = 1 if down else self.options.max_retries + 1
-        for attempt in range(1, attempts + 1):
+        attempt = 1
+        while True:
             start = time.perf_counter()
             try:
                 completion = client.chat.completions.create(**request)
             except Exception as exc:  # noqa: BLE001 -- sorted into retry / clear error just below
-                wait = self._retry_wait(exc, attempt, attempts, down)
-                time.sleep(wait)
+                if not self._wants_max_completion_tokens(exc, request):  # else: resend now, same attempt
+                    time.sleep(self._retry_wait(exc, attempt, attempts, down))  # or raise, when it is over
+                    attempt += 1
                 continue
             self._unreachable = False
             return self._response(completion, time.perf_counter() - start)
-        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _wants_max_completion_tokens(self, exc: Exception, request: dict[str, Any]) -> bool:
+        """A 400 asking for ``max_completion_tokens`` instead of ``max_tokens``: rename it, here and from now on."""
+        if not (isinstance(exc, self._openai.BadRequestError) and "max_tokens" in request
+                and "max_completion_tokens" in _error_text(exc)):
+            return False
+        self._max_tokens_name = "max_completion_tokens"
+        request["max_completion_tokens"] = request.pop("max_tokens")
+        return True
 
     def _retry_wait(self, exc: Exception, attempt: int, attempts: int, down: bool) -> float:
         """Seconds to wait before the next attempt, or raise the `ModelError` that ends the call.
@@ -134,7 +150,7 @@ class OpenAIModel:
             status = exc.status_code
             detail = _redact(_error_text(exc))
             if status not in RETRIABLE_STATUS and status < 500:
-                raise ModelError(f"{where}: HTTP {status}: {detail}. {_advice(status, self.name)}") from None
+                raise ModelError(f"{where}: HTTP {status}: {detail}. {_advice(status, self.name, detail)}") from None
             retry_after = _retry_after(exc.response.headers)
             if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
                 raise ModelError(
@@ -187,7 +203,10 @@ def _error_text(exc: Any) -> str:
     return (getattr(exc, "message", None) or str(exc))[:300]
 
 
-def _advice(status: int, model: str) -> str:
+def _advice(status: int, model: str, detail: str = "") -> str:
+    if status == 400 and "temperature" in detail.lower():
+        return ("The model does not take this temperature (reasoning models take only 1): set it with "
+                "@pytest.mark.llm(temperature=...) on the tests or in a conftest.py pytestmark")
     if status in (401, 403):
         return "The server refused the key: set OPENAI_API_KEY to a valid key for this server"
     if status == 404:

@@ -84,7 +84,7 @@ class Seen:
 class FaultServer:
     """A scripted OpenAI-compatible server: each request takes the next action of the script.
 
-    Actions: ``("ok", text)``, ``("status", code, headers)``, ``("hang", seconds)``,
+    Actions: ``("ok", text)``, ``("status", code, headers, message)``, ``("hang", seconds)``,
     ``("delay", seconds, text)`` and ``("garbage",)`` (a 200 that is not JSON).
     When the script runs out, ``default`` answers. Every request is kept in ``seen``.
     """
@@ -130,7 +130,7 @@ class FaultServer:
                     self._send(200, completion(action[2], body.get("model", "fault")))
                 elif kind == "status":
                     code, headers = action[1], (action[2] if len(action) > 2 else {})
-                    message = f"scripted {code}"
+                    message = action[3] if len(action) > 3 else f"scripted {code}"
                     if code == 401:  # like OpenAI, which quotes the key it rejected
                         message += f" (incorrect API key provided: {self.headers.get('authorization', '')[7:]})"
                     self._send(code, {"error": {"message": message, "type": "fault"}}, headers)

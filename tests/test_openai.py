@@ -206,6 +206,31 @@ def test_client_errors_are_not_retried(status, advice):
     assert len(server.seen) == 1
 
 
+RENAMED = ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+           "Use 'max_completion_tokens' instead.")
+
+
+def test_a_model_that_wants_max_completion_tokens_gets_it_without_spending_an_attempt():
+    with FaultServer([("status", 400, {}, RENAMED)], default=("ok", "Paris.")) as server:
+        m = model(server.base_url, max_retries=0)
+        assert m(CAPITAL, max_tokens=32).text == "Paris."
+        assert m(CAPITAL, max_tokens=16).text == "Paris."  # asked once, remembered
+    first, second, third = (seen.body for seen in server.seen)
+    assert first["max_tokens"] == 32 and "max_completion_tokens" not in first
+    assert second["max_completion_tokens"] == 32 and "max_tokens" not in second
+    assert third["max_completion_tokens"] == 16 and "max_tokens" not in third
+
+
+def test_a_temperature_the_model_does_not_take_says_how_to_set_it():
+    message = ("Unsupported value: 'temperature' does not support 0.0 with this model. "
+               "Only the default (1) value is supported.")
+    with FaultServer(default=("status", 400, {}, message)) as server:
+        with pytest.raises(ModelError, match=r"HTTP 400: Unsupported value: 'temperature'.*reasoning models take only "
+                                             r"1\): set it with @pytest.mark.llm\(temperature=...\)"):
+            model(server.base_url)(CAPITAL, temperature=0.0)
+    assert len(server.seen) == 1
+
+
 def test_an_answer_that_is_not_json():
     with FaultServer(default=("garbage",)) as server:
         with pytest.raises(ModelError, match="unusable answer.*OpenAI-compatible"):
