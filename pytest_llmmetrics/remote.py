@@ -10,15 +10,16 @@ exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
 and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
 (up to 60 s; a longer wait fails at once). The client's own retries are off,
 so these settings are the only ones. When the retries are spent, the error
-names the server, what it answered and what to do. Models that refuse
-``max_tokens`` and ask for ``max_completion_tokens`` instead (OpenAI's
-reasoning models) get it under that name from then on, without costing an
-attempt. Once a request has spent
+names the server, what it answered and what to do. Once a request has spent
 its retries without reaching the server (connection errors or timeouts: it
 is down or stuck), later requests get one attempt each until one is answered,
 so a suite against a stopped server fails test by test in seconds, not in
 minutes of backoff. ``latency_s`` is the time of the answered request,
 without earlier failed attempts and waits.
+
+Models that refuse ``max_tokens`` and ask for ``max_completion_tokens``
+instead (OpenAI's reasoning models) get it under that name from then on,
+without costing an attempt.
 
 The client is made on the first call, so importing ``openai`` costs a suite
 nothing until a test talks to a server; it is shared by the threads that
