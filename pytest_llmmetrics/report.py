@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import ConfigError
+from .store import BASELINE  # stdlib only: cheap at start-up
 
 if TYPE_CHECKING:
     from .delta import Row, Tolerances
     from .store import Tests
-
-BASELINE = "baseline.json"
 
 
 class MetricsReport:
@@ -120,12 +119,11 @@ class MetricsReport:
             return str(path)
 
     def _write_json(self, path: Path) -> None:
+        from .delta import totals
         from .files import atomic_write_text
 
         if not path.is_absolute():
             path = self.config.invocation_params.dir / path
-        from .delta import totals
-
         data = {"reference": self.reference, "totals": totals(self.rows), "rows": [r.as_dict() for r in self.rows]}
         atomic_write_text(path, json.dumps(data, sort_keys=True) + "\n")  # compact: C encoder, fast
 
