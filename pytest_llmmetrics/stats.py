@@ -13,8 +13,8 @@ its good direction (current - baseline, negated when lower is better), and
 - *unchanged* otherwise.
 
 Pass rates (k of n) use the Agresti-Caffo interval for a difference of two
-proportions; means of samples use Welch's t interval. Deterministic single values (n = 1 on both sides) have no noise:
-the interval is the point.
+proportions; means of samples use Welch's t interval. Deterministic single
+values (n = 1 on both sides) have no noise: the interval is the point.
 """
 
 from __future__ import annotations
