@@ -48,7 +48,11 @@ class Check:
     """A metric name, a function of the reply, and a threshold with a direction.
 
     ``min``/``max`` are inclusive bounds on the value; with neither the value is
-    only recorded (tracked in the baseline, never failing). ``boolean`` checks
+    only recorded (tracked in the baseline, never failing). ``higher_is_better``
+    is the metric's good direction for the delta report; left ``None`` it
+    follows the bounds (only ``min``: higher is better; only ``max``: lower is
+    better) and is otherwise none: a move is reported as *changed*, never as a
+    regression. ``boolean`` checks
     have the value 1.0 for true and 0.0 for false and read as such in messages.
     ``kind`` is the family a check belongs to (``contains`` for
     ``contains[Paris]``), used for per-metric tolerances.
@@ -58,7 +62,7 @@ class Check:
     measure: MeasureFn = field(compare=False, repr=False)
     min: float | None = None
     max: float | None = None
-    higher_is_better: bool = True
+    higher_is_better: bool | None = None
     kind: str = ""
     boolean: bool = False
     # Called with all replies before they are measured one by one, so that a
@@ -85,6 +89,8 @@ class Check:
             )
         if not self.kind:
             object.__setattr__(self, "kind", self.name.split("[", 1)[0])
+        if self.higher_is_better is None and (self.min is None) != (self.max is None):
+            object.__setattr__(self, "higher_is_better", self.min is not None)
 
     def named(self, name: str) -> Check:
         """The same check recorded under another metric name."""
@@ -156,7 +162,7 @@ class MetricFactory:
         fn: Callable[..., MeasureResult],
         *,
         name: str,
-        higher_is_better: bool,
+        higher_is_better: bool | None,
         min: float | None,
         max: float | None,
     ) -> None:
@@ -197,7 +203,7 @@ def metric(
     fn: Callable[..., MeasureResult] | None = None,
     *,
     name: str | None = None,
-    higher_is_better: bool = True,
+    higher_is_better: bool | None = None,
     min: float | None = None,
     max: float | None = None,
 ) -> Any:
@@ -213,7 +219,10 @@ def metric(
         llm_metrics.expect(reply, "mentions_refund_window")   # by name, too
 
     A metric returning a bool with no bounds must return true to pass; a numeric
-    metric with no bounds is recorded only (tracked in the baseline). The name (default: the
+    metric with no bounds is recorded only (tracked in the baseline).
+    ``higher_is_better`` defaults to what the bounds say (``min``: higher,
+    ``max``: lower; a bool: true is better); with no bounds a numeric metric
+    has no direction, and the delta report calls a move *changed*. The name (default: the
     function's name) is registered, so it works wherever a built-in does.
     """
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection, Iterable
 
 from .errors import ConfigError
 
@@ -12,8 +13,18 @@ if TYPE_CHECKING:
     from . import stats
     from .store import Tests
 
-ORDER = ("regressed", "unstable", "improved", "new", "gone", "unchanged")
+ORDER = ("regressed", "unstable", "changed", "improved", "new", "gone", "unchanged")
 _RANK = {verdict: rank for rank, verdict in enumerate(ORDER)}
+
+# Changes this small are floating-point noise, never a verdict: embedding similarities differ by ~1e-7
+# with the texts that share a batch, and by ~1e-4 between fp16 on a GPU and fp32 on a CPU.
+NOISE_FLOOR = {"similarity": 1e-3}
+_RELATIVE_NOISE = 1e-6
+# "The tolerance that matters" for telling whether a sampled comparison settled anything, when no
+# tolerance is set: 10 points of a pass rate, 10 % of a mean.
+PRACTICAL_RATE = 0.10
+PRACTICAL_RELATIVE = 0.10
+BUILT_IN_KINDS = ("latency_s", "tokens", "cost", "similarity", "pass_rate")
 
 
 @dataclass(frozen=True)
@@ -23,8 +34,8 @@ class Tolerances:
     A value is an absolute change in the metric's unit, or with ``%`` relative
     to the baseline value. Looked up by metric name, then by kind
     (``similarity`` covers ``similarity[snapshot]``). Pass rates of sampled
-    checks take absolute values (``0.05`` is 5 points). Built in, overridable:
-    ``latency_s:50%``.
+    yes/no checks take absolute values (``0.05`` is 5 points). Built in,
+    overridable: ``latency_s:50%``.
     """
 
     default: tuple[float, bool] = (0.0, False)
@@ -38,29 +49,62 @@ class Tolerances:
     def parse(cls, spec: str | None) -> Tolerances:
         if not spec:
             return cls()
-        default = (0.0, False)
+        default: tuple[float, bool] | None = None
         by_name: dict[str, tuple[float, bool]] = {}
         for part in (p.strip() for p in spec.split(",")):
             if not part:
                 continue
             name, _, value = part.rpartition(":")
-            match = re.fullmatch(r"(\d+(?:\.\d+)?)(%?)", value.strip())
-            if not match:
+            name, value = name.strip(), value.strip()
+            parsed = _tolerance_value(part, value)
+            if name:
+                if name in by_name:
+                    raise ConfigError(f"--llm-tolerance: {name!r} is given twice; give each name once")
+                by_name[name] = parsed
+            elif default is not None:
                 raise ConfigError(
-                    f"--llm-tolerance: {part!r} is not NAME:VALUE; write e.g. "
-                    "'similarity:0.02,latency_s:10%' (a bare value sets the default)"
+                    f"--llm-tolerance: two default values ({spec!r}); give one bare value for the default and "
+                    "NAME:VALUE for the others, e.g. '0.01,similarity:0.02'"
                 )
-            parsed = (float(match.group(1)) / (100 if match.group(2) else 1), bool(match.group(2)))
-            if name.strip():
-                by_name[name.strip()] = parsed
             else:
                 default = parsed
-        return cls(default, by_name)
+        return cls(default or (0.0, False), by_name)
 
     def for_metric(self, name: str, kind: str, base_value: float) -> float:
         value, relative = (self.by_name.get(name) or self.by_name.get(kind) or self.BUILT_IN.get(kind)
                            or self.default)
         return abs(base_value) * value if relative else value
+
+    def is_set(self, name: str, kind: str) -> bool:
+        return name in self.by_name or kind in self.by_name or self.default[0] > 0
+
+    def unknown_names(self, known: Iterable[str]) -> list[str]:
+        """Warnings for names that match no metric or kind of this run or the baseline."""
+        known = sorted(set(known) | set(BUILT_IN_KINDS))
+        notes = []
+        for name in self.by_name:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=3)
+                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
+                    f"; known here: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''}"
+                notes.append(f"--llm-tolerance: no metric or kind is named {name!r}{hint}")
+        return notes
+
+
+def _tolerance_value(part: str, value: str) -> tuple[float, bool]:
+    match = re.fullmatch(r"([+-]?\d+(?:\.\d*)?|[+-]?\.\d+)(%?)", value)
+    if not match:
+        raise ConfigError(
+            f"--llm-tolerance: {part!r} is not NAME:VALUE; write e.g. "
+            "'similarity:0.02,latency_s:10%' (a bare value sets the default)"
+        )
+    number = float(match.group(1))
+    if number < 0:
+        raise ConfigError(
+            f"--llm-tolerance: {part!r} is negative; a tolerance is how much worse a metric may get "
+            "before it counts, 0 or more (the direction comes from the metric)"
+        )
+    return number / (100 if match.group(2) else 1), bool(match.group(2))
 
 
 @dataclass(slots=True)  # not frozen: a report can have tens of thousands of rows to build
@@ -76,39 +120,54 @@ class Row:
     why: str = ""
     detectable: str = ""  # the smallest worsening the samples could have called a regression
     values: dict[str, Any] = field(default_factory=dict)
+    # Sampled, unchanged, and unable to rule out a worsening that matters; settle_n samples a side would.
+    inconclusive: bool = False
+    settle_n: int | None = None
+    p_worse: float = 1.0
+    p_better: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies, and a report can have tens of thousands of rows.
         return {"test": self.test, "metric": self.metric, "verdict": self.verdict, "baseline": self.baseline,
                 "current": self.current, "delta": self.delta, "why": self.why, "detectable": self.detectable,
-                "values": self.values}
+                "inconclusive": self.inconclusive, "settle_n": self.settle_n, "values": self.values}
 
 
 def _numbers(entry: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the JSON report keeps of a side: enough to recompute the verdict."""
     if entry is None:
         return None
-    return {"mean": entry["mean"], "n": entry["n"], "passed": entry.get("passed"), "std": entry.get("std")}
+    return {"mean": entry["mean"], "n": entry["n"], "passed": entry.get("passed"), "std": entry.get("std"),
+            "scale": scale(entry)}
 
 
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _side(entry: dict[str, Any]) -> stats.Side:
+def scale(entry: dict[str, Any]) -> str:
+    """``binary`` (yes/no values, compared as a rate) or ``numeric`` (compared by the mean).
+
+    Entries written before the field existed are binary when their mean is their pass rate.
+    """
+    value = entry.get("scale")
+    if value in ("binary", "numeric"):
+        return str(value)
+    passed, n, mean = entry.get("passed"), entry["n"], entry["mean"]
+    binary = passed is not None and n > 0 and 0 <= mean <= 1 and abs(mean - passed / n) < 1e-6
+    return "binary" if binary else "numeric"
+
+
+def _side(entry: dict[str, Any], binary: bool) -> stats.Side:
     from . import stats
 
-    return stats.Side(float(entry["mean"]), int(entry["n"]), float(entry.get("std") or 0.0), entry.get("passed"))
+    return stats.Side(float(entry["mean"]), int(entry["n"]), float(entry.get("std") or 0.0), binary)
 
 
-def _is_rate(base: dict[str, Any], cur: dict[str, Any]) -> bool:
-    sampled = base["n"] > 1 or cur["n"] > 1
-    return sampled and base.get("passed") is not None and cur.get("passed") is not None
-
-
-def _show(entry: dict[str, Any], rate: bool) -> str:
-    if rate:
-        return f"{entry['passed'] / entry['n']:.0%} ({entry['passed']}/{entry['n']})"
+def _show(entry: dict[str, Any], binary: bool) -> str:
+    if binary and entry["n"] > 1:
+        k = round(entry["mean"] * entry["n"])
+        return f"{entry['mean']:.0%} ({k}/{entry['n']})"
     return _fmt(entry["mean"]) + (f" (n={entry['n']})" if entry["n"] > 1 else "")
 
 
@@ -121,73 +180,110 @@ def why_moved(base_fp: dict[str, Any] | None, cur_fp: dict[str, Any] | None) -> 
     return ", ".join(label for key, label in labels.items() if base_fp.get(key) != cur_fp.get(key))
 
 
-def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *, full_run: bool) -> list[Row]:
-    """Every metric of ``current`` against ``baseline``; with ``full_run``, also the baseline's gone ones."""
+def noise_floor(kind: str, base: float, current: float) -> float:
+    """The largest change that is still floating-point noise for this kind of metric."""
+    return max(NOISE_FLOOR.get(kind, 0.0), _RELATIVE_NOISE * max(abs(base), abs(current)), 1e-12)
+
+
+def compare_metric(test: str, metric: str, base: dict[str, Any], cur: dict[str, Any], tolerances: Tolerances,
+                   why: str = "") -> Row:
+    """One metric of one test against its baseline entry."""
     from . import stats  # imported at the session's end, not at start-up
 
+    kind = cur.get("kind", metric)
+    higher = cur.get("higher_is_better")
+    directed = higher is not None
+    binary = scale(base) == "binary" and scale(cur) == "binary"
+    b, c = _side(base, binary), _side(cur, binary)
+    sampled = b.n > 1 or c.n > 1
+    tolerance = max(tolerances.for_metric(metric, kind, b.mean), noise_floor(kind, b.mean, c.mean))
+    # Without a direction either way counts: each side gets half the error rate.
+    alpha = stats.ONE_SIDED_ALPHA if directed else stats.ONE_SIDED_ALPHA / 2
+    change = stats.change(b, c, higher, tolerance, alpha)
+    verdict = stats.verdict(change, tolerance, directed)
+    raw = c.mean - b.mean
+    rate = binary and sampled
+    row = Row(test, metric, verdict, _show(base, binary), _show(cur, binary),
+              f"{raw * 100:+.0f} pts" if rate else f"{raw:+.4g}", why if verdict != "unchanged" else "",
+              values={"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
+                      "direction": {True: "higher", False: "lower", None: None}[higher]},
+              p_worse=change.p_worse if sampled else 1.0, p_better=change.p_better if sampled else 1.0)
+    if not sampled:
+        return row
+    row.values["change_interval"] = [change.lo, change.hi]
+    mde = stats.min_detectable_effect(b, c, alpha)
+    if mde is not None:
+        row.detectable = f"{mde * 100:.0f} pts" if rate else _fmt(mde)
+        practical = tolerance if tolerances.is_set(metric, kind) else max(
+            tolerance, PRACTICAL_RATE if rate else PRACTICAL_RELATIVE * abs(b.mean))
+        if directed and verdict == "unchanged" and practical > 0 and mde > practical:
+            row.inconclusive = True
+            row.settle_n = stats.samples_to_detect(b, c, practical, alpha)
+            if row.settle_n:
+                row.detectable += f" (n={row.settle_n} settles)"
+    return row
+
+
+def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *,
+            vanished: Collection[str] = (), finished: Collection[str] | None = None) -> list[Row]:
+    """Every metric of ``current`` against ``baseline``.
+
+    ``vanished``: baseline tests that a complete collection no longer holds (their metrics are *gone*).
+    ``finished``: tests that ran to the end and passed; a metric they no longer record is *gone*
+    (``None``: every test in ``current``).
+    """
     rows: list[Row] = []
-    tested: list[tuple[int, float]] = []  # (row index, one-sided p of "worse") of sampled comparisons
     base_tests = baseline or {}
     for test, cur_test in current.items():
         base_test = base_tests.get(test, {})
+        base_metrics = base_test.get("metrics", {})
         why = why_moved(base_test.get("fingerprint"), cur_test.get("fingerprint"))
         for metric, cur in cur_test["metrics"].items():
-            base = base_test.get("metrics", {}).get(metric)
+            base = base_metrics.get(metric)
             if base is None:
-                rows.append(Row(test, metric, "new", current=_show(cur, False), values={"current": _numbers(cur)}))
-                continue
-            higher = cur["higher_is_better"]
-            if base["n"] == 1 and cur["n"] == 1:
-                # Deterministic values: the change is the point itself, there is no noise to account for.
-                raw = cur["mean"] - base["mean"]
-                d = raw if higher else -raw
-                tolerance = tolerances.for_metric(metric, cur.get("kind", metric), base["mean"])
-                verdict = stats.verdict(d, d, d, tolerance)
-                rows.append(Row(test, metric, verdict, _fmt(base["mean"]), _fmt(cur["mean"]), f"{raw:+.4g}",
-                                why if verdict != "unchanged" else "", "",
-                                {"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance}))
-                continue
-            rate = _is_rate(base, cur)
-            b, c = _side(base), _side(cur)
-            if not rate:
-                b, c = stats.Side(b.mean, b.n, b.std), stats.Side(c.mean, c.n, c.std)
-            d, lo, hi = stats.change_interval(b, c, higher)
-            base_value = b.passed / b.n if rate and b.passed is not None else b.mean
-            tolerance = tolerances.for_metric(metric, cur.get("kind", metric), base_value)
-            verdict = stats.verdict(d, lo, hi, tolerance)
-            raw = (c.passed / c.n - b.passed / b.n) if rate and b.passed is not None and c.passed is not None \
-                else c.mean - b.mean
-            mde = stats.min_detectable_effect(b, c)
-            row = Row(
-                test, metric, verdict, _show(base, rate), _show(cur, rate),
-                f"{raw * 100:+.0f} pts" if rate else f"{raw:+.4g}",
-                why if verdict != "unchanged" else "",
-                (f"{mde * 100:.0f} pts" if rate else _fmt(mde)) if mde is not None else "",
-                {"baseline": _numbers(base), "current": _numbers(cur), "change_interval": [lo, hi],
-                 "tolerance": tolerance},
-            )
-            # The family for false-discovery control: every sampled comparison, not only the alarming ones.
-            tested.append((len(rows), stats.regression_p_value(d, lo, hi)))
-            rows.append(row)
-        if full_run:
-            for metric, base in base_test.get("metrics", {}).items():
-                if metric not in cur_test["metrics"]:
-                    rows.append(Row(test, metric, "gone", baseline=_show(base, False),
-                                    values={"baseline": _numbers(base)}))
-    if full_run:
-        for test, base_test in base_tests.items():
-            if test not in current:
-                for metric, base in base_test.get("metrics", {}).items():
-                    rows.append(Row(test, metric, "gone", baseline=_show(base, False),
-                                    values={"baseline": _numbers(base)}))
-    # With many sampled metrics some look regressed by chance: hold the false discovery rate at 5 %.
-    if len(tested) > 1:
-        keep = stats.benjamini_hochberg([p for _, p in tested])
-        for (index, _), rejected in zip(tested, keep):
-            if not rejected and rows[index].verdict == "regressed":
-                rows[index].verdict = "unstable"
+                rows.append(Row(test, metric, "new", current=_show(cur, scale(cur) == "binary"),
+                                values={"current": _numbers(cur)}))
+            else:
+                rows.append(compare_metric(test, metric, base, cur, tolerances, why))
+        if finished is None or test in finished:
+            rows += [_gone(test, metric, base) for metric, base in base_metrics.items()
+                     if metric not in cur_test["metrics"]]
+    # A test that passed without recording anything has lost its metrics too.
+    gone_tests = set(vanished) | (set(finished) - set(current) if finished is not None else set())
+    for test in sorted(gone_tests):
+        if test in base_tests and test not in current:
+            rows += [_gone(test, metric, base) for metric, base in base_tests[test].get("metrics", {}).items()]
+    control_false_discoveries(rows)
     rows.sort(key=lambda r: (_RANK[r.verdict], r.test, r.metric))
     return rows
+
+
+def _gone(test: str, metric: str, base: dict[str, Any]) -> Row:
+    return Row(test, metric, "gone", baseline=_show(base, scale(base) == "binary"), values={"baseline": _numbers(base)})
+
+
+def control_false_discoveries(rows: list[Row]) -> None:
+    """With many sampled metrics some move by chance: hold the false discovery rate at 5 % (Benjamini-Hochberg).
+
+    The family is every sampled comparison, not only the alarming ones. A
+    regression that does not survive is *unstable*; an improvement or a
+    change that does not survive is *unchanged*.
+    """
+    from . import stats
+
+    sampled = [r for r in rows if "change_interval" in r.values]
+    families = (("regressed", "unstable", lambda r: r.p_worse if r.values["direction"] else 1.0),
+                ("improved", "unchanged", lambda r: r.p_better if r.values["direction"] else 1.0),
+                ("changed", "unchanged", lambda r: 1.0 if r.values["direction"] else 2 * min(r.p_worse, r.p_better)))
+    for verdict, demoted, p_value in families:
+        if not any(r.verdict == verdict for r in sampled):
+            continue
+        keep = stats.benjamini_hochberg([p_value(r) for r in sampled])
+        for row, rejected in zip(sampled, keep):
+            if row.verdict == verdict and not rejected:
+                row.verdict = demoted
+                if demoted == "unchanged":
+                    row.why = ""
 
 
 def totals(rows: list[Row]) -> dict[str, int]:
@@ -195,3 +291,17 @@ def totals(rows: list[Row]) -> dict[str, int]:
     for row in rows:
         counts[row.verdict] += 1
     return counts
+
+
+def inconclusive_line(rows: list[Row]) -> str | None:
+    """The summary line for sampled comparisons that could not settle anything."""
+    open_rows = [r for r in rows if r.inconclusive]
+    if not open_rows:
+        return None
+    needed = [r.settle_n for r in open_rows if r.settle_n]
+    settle = f"; about {max(needed)} samples a side would settle {'it' if len(open_rows) == 1 else 'them'}" \
+        if needed else ""
+    noun = "metric is" if len(open_rows) == 1 else "metrics are"
+    return (f"{len(open_rows)} sampled {noun} inconclusive: too few samples to rule out a worsening that matters "
+            f"(see detectable){settle}")
+

@@ -145,12 +145,17 @@ def ends_with(suffix: str, *, ignore_case: bool = False) -> Check:
 
 def _count_check(kind: str, count: Any, min: float | None, max: float | None, higher_is_better: bool | None) -> Check:
     lo, hi = _bound("min", kind, min), _bound("max", kind, max)
-    direction = (hi is None) if higher_is_better is None else higher_is_better
-    return Check(kind, lambda reply: count(reply.text), min=lo, max=hi, higher_is_better=direction)
+    # The direction follows the bounds (only max: shorter is better); with both or none there is none.
+    return Check(kind, lambda reply: count(reply.text), min=lo, max=hi, higher_is_better=higher_is_better)
 
 
 def word_count(*, min: int | None = None, max: int | None = None, higher_is_better: bool | None = None) -> Check:
-    """Number of whitespace-separated words. Direction: shorter is better when only ``max`` is set."""
+    """Number of whitespace-separated words.
+
+    Direction: shorter is better with only ``max``, longer with only ``min``;
+    with both or neither there is none (a move is *changed*) unless
+    ``higher_is_better`` says so.
+    """
     return _count_check("word_count", lambda text: len(text.split()), min, max, higher_is_better)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Generator
 import pytest
 
 from . import settings as _settings
+from .display import printable
 from .errors import ConfigError, LLMMetricsError
 
 if TYPE_CHECKING:
@@ -167,7 +168,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call" and recorder is not None and recorder.records:
         summary = recorder.summary()
         report.llm_metrics = summary
-        properties = [(f"llm:{name}", repr(m["mean"])) for name, m in summary["metrics"].items()]
+        # Names come from user code: escaped, so the JUnit XML stays well-formed whatever they contain.
+        properties = [(f"llm:{printable(name)}", repr(m["mean"])) for name, m in summary["metrics"].items()]
         report.user_properties.extend(properties)
         item.user_properties.extend(properties)
     return report

@@ -20,10 +20,11 @@ class MetricRecord:
 
     name: str
     kind: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: no direction, a move is only "changed"
     values: list[float] = field(default_factory=list)
     passed: int | None = None  # samples that met the check's threshold; None for plain records
     threshold: str | None = None
+    binary: bool = True  # every value is a yes/no (1/0): compared as a rate, not as a mean
 
     @property
     def n(self) -> int:
@@ -62,9 +63,18 @@ class Miss:
         return line
 
 
+def _stored(value: float) -> float:
+    """A value as stored: six significant digits, so floating-point noise never reaches the baseline."""
+    return float(f"{value:.6g}")
+
+
 def _excerpt(text: str, limit: int = 200) -> str:
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "\u2026")
+
+
+def _direction(higher_is_better: bool | None) -> str:
+    return {True: "higher is better", False: "lower is better", None: "having no direction"}[higher_is_better]
 
 
 class MetricsRecorder:
@@ -96,10 +106,11 @@ class MetricsRecorder:
             name: {
                 "higher_is_better": r.higher_is_better,
                 "kind": r.kind,
-                "mean": round(r.mean, 9),
+                "mean": _stored(r.mean),
                 "n": r.n,
                 "passed": r.passed,
-                "std": round(r.std, 9),
+                "scale": "binary" if r.binary else "numeric",
+                "std": _stored(r.std),
                 "threshold": r.threshold,
             }
             for name, r in sorted(self.records.items())
@@ -114,11 +125,20 @@ class MetricsRecorder:
         """A named metric (built-in, ``@metric`` or from a plugin) built with arguments."""
         return self.registry.check(name, *args, **kwargs)
 
-    def record(self, name: str, value: float | bool, *, higher_is_better: bool = True) -> None:
-        """Record a metric value; recording the same name again adds a sample."""
+    def record(self, name: str, value: float | bool, *, higher_is_better: bool | None = None) -> None:
+        """Record a metric value; recording the same name again adds a sample.
+
+        ``higher_is_better`` gives the direction the delta report judges moves
+        by; without it a move beyond the tolerance is only *changed*, never a
+        regression. Bools are yes/no values, compared as a rate over samples.
+        """
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"llm_metrics.record(): the metric name must be a non-empty string, got {name!r}")
-        self._add(name, name.split("[", 1)[0], higher_is_better, [to_value(value, f"llm_metrics.record({name!r})")])
+        if higher_is_better is not None and not isinstance(higher_is_better, bool):
+            raise ConfigError(f"llm_metrics.record({name!r}): higher_is_better must be True, False or None, "
+                              f"got {higher_is_better!r}")
+        self._add(name, name.split("[", 1)[0], higher_is_better, [to_value(value, f"llm_metrics.record({name!r})")],
+                  binary=isinstance(value, bool))
 
     def expect(self, replies: Response | str | Sequence[Response | str], *checks: Check | str,
                pass_rate: float | None = None) -> None:
@@ -144,7 +164,14 @@ class MetricsRecorder:
         values = [o.value for o in outcomes]
         k = sum(o.passed for o in outcomes)
         n = len(outcomes)
-        self._add(check.name, check.kind, check.higher_is_better, values, passed=k, threshold=outcomes[0].threshold)
+        binary = all(o.boolean for o in outcomes)
+        # A yes/no check with no bounds means "must be true": true is the good direction.
+        direction = True if check.higher_is_better is None and binary else check.higher_is_better
+        self._add(check.name, check.kind, direction, values, passed=k, threshold=outcomes[0].threshold, binary=binary)
+        if pass_rate is not None and not binary:
+            # The gate's own pass rate is tracked too: the values say how far, the rate how often.
+            self._add(f"pass_rate[{check.name}]", "pass_rate", True, [float(o.passed) for o in outcomes],
+                      passed=k, threshold=f">= {pass_rate:.0%}", binary=True)
         first_miss = next((i for i, o in enumerate(outcomes) if not o.passed), None)
         if n == 1 and pass_rate is None:
             if first_miss is None:
@@ -171,18 +198,19 @@ class MetricsRecorder:
         detail = f"sample {first_miss}: {o.format_value()}" + (f", {o.detail}" if o.detail else "")
         self.misses.append(Miss(check.name, value, threshold, detail, _excerpt(samples[first_miss].text)))
 
-    def _add(self, name: str, kind: str, higher_is_better: bool, values: list[float], *,
-             passed: int | None = None, threshold: str | None = None) -> None:
+    def _add(self, name: str, kind: str, higher_is_better: bool | None, values: list[float], *,
+             passed: int | None = None, threshold: str | None = None, binary: bool = False) -> None:
         record = self.records.get(name)
         if record is None:
-            self.records[name] = MetricRecord(name, kind, higher_is_better, list(values), passed, threshold)
+            self.records[name] = MetricRecord(name, kind, higher_is_better, list(values), passed, threshold, binary)
             return
         if record.higher_is_better != higher_is_better:
             raise ConfigError(
-                f"metric {name!r} was recorded as {'higher' if record.higher_is_better else 'lower'} is better, "
-                "now the other way round; give different checks different names with .named(...)"
+                f"metric {name!r} was recorded as {_direction(record.higher_is_better)}, "
+                f"now as {_direction(higher_is_better)}; give different checks different names with .named(...)"
             )
         record.values.extend(values)
+        record.binary = record.binary and binary
         if passed is not None:
             record.passed = (record.passed or 0) + passed
 

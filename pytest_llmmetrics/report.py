@@ -2,7 +2,9 @@
 
 Registered on the controller only (never on xdist workers): workers send each
 test's metrics on its report (``report.llm_metrics``), so a ``-n 2`` run sees
-exactly what a serial run sees, and only this process writes files.
+exactly what a serial run sees, and only this process writes files. Nothing
+here may end the run with a traceback: a file that cannot be written is a
+warning line, and the exit status stays the tests' own.
 """
 
 from __future__ import annotations
@@ -10,16 +12,42 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
+from .display import markdown_cell, printable, show_path
 from .errors import ConfigError
 from .store import BASELINE  # stdlib only: cheap at start-up
 
 if TYPE_CHECKING:
     from .delta import Row, Tolerances
     from .store import Tests
+
+
+def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
+    """Paths known up front that can never be written: a usage error now, not a crash after the tests."""
+    for folder in (metrics_dir, *metrics_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise pytest.UsageError(
+                    f"llm_metrics_dir: {metrics_dir} cannot be a directory, {folder} is a file; "
+                    "point llm_metrics_dir at a directory (default: .llmmetrics at the rootdir)"
+                )
+            break
+    if json_path is not None:
+        if json_path.is_dir():
+            raise pytest.UsageError(
+                f"--llm-report-json / llm_report_json: {json_path} is a directory; give a file path, "
+                "e.g. --llm-report-json=llm-report.json"
+            )
+        for folder in json_path.parents:
+            if folder.exists():
+                if not folder.is_dir():
+                    raise pytest.UsageError(
+                        f"--llm-report-json / llm_report_json: cannot write {json_path}, {folder} is a file"
+                    )
+                break
 
 
 class MetricsReport:
@@ -35,13 +63,23 @@ class MetricsReport:
             self.tolerances()
         self.update = update
         self.fail_on_regression = fail_on_regression
-        self.json_path = json_path
+        self.json_path = None
+        if json_path:
+            path = Path(json_path)
+            self.json_path = path if path.is_absolute() else config.invocation_params.dir / path
+        check_paths(metrics_dir, self.json_path)
         self.model = model
         self.tests: Tests = {}
-        self.deselected = False
         self.rows: list[Row] = []
         self.reference = ""
         self.notes: list[str] = []
+        self.warnings: list[str] = []
+        # What ran and how, so that accepting a run never drops what still exists.
+        self.deselected: set[str] = set()
+        self.collected: set[str] = set()
+        self.collection_errors = 0
+        self.failed: set[str] = set()
+        self.passed: set[str] = set()
         # Strict, and before any test runs: a broken baseline stops the run, untouched.
         self.baseline: Tests | None = None
         if self.baseline_path.is_file():
@@ -60,20 +98,47 @@ class MetricsReport:
         except ConfigError as exc:
             raise pytest.UsageError(str(exc)) from None
 
+    # --- what the session collected and how each test ended ---------------------------
+
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.deselected = True
+        self.deselected.update(item.nodeid for item in items)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors += 1
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.update(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected.update(ids)  # under xdist the workers collect; each sends the whole list
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed or (report.when == "call" and hasattr(report, "wasxfail")):
+            self.failed.add(report.nodeid)  # an expected failure is still not a state to accept
+        elif report.when == "call" and report.passed:
+            self.passed.add(report.nodeid)
         summary = getattr(report, "llm_metrics", None)
         if report.when == "call" and summary and summary.get("metrics"):
             self.tests[report.nodeid] = summary
 
-    def _full_run(self, session: pytest.Session) -> bool:
-        """Every test of the suite was selected: only then may entries of vanished tests be removed."""
+    def _full_run(self, session: pytest.Session, exitstatus: int) -> bool:
+        """Every test of the suite was collected and selected, and the run was not cut short.
+
+        Only then may tests missing from the collection count as vanished.
+        """
         opt = self.config.option
         chosen = self.config.args_source == pytest.Config.ArgsSource.ARGS
-        return not (self.deselected or chosen or opt.keyword or opt.markexpr or session.shouldfail
-                    or session.shouldstop or getattr(opt, "lf", False) or getattr(opt, "failedfirst", False))
+        interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
+                                     pytest.ExitCode.USAGE_ERROR)
+        return not (self.deselected or chosen or opt.keyword or opt.markexpr or interrupted
+                    or self.collection_errors or not self.collected or session.shouldfail or session.shouldstop
+                    or getattr(opt, "lf", False) or getattr(opt, "failedfirst", False)
+                    or getattr(opt, "stepwise", False) or getattr(opt, "deselect", None)
+                    or getattr(opt, "ignore", None) or getattr(opt, "ignore_glob", None))
+
+    # --- the end of the run -------------------------------------------------------------
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -82,50 +147,74 @@ class MetricsReport:
         from . import store
         from .delta import compare, totals
 
-        full = self._full_run(session)
+        full = self._full_run(session, exitstatus)
         reference = self.baseline
         if reference is not None:
             self.reference = f"baseline {self._show_path(self.baseline_path)}"
         else:
-            last = store.last_history(self.metrics_dir)
-            if last is not None:
+            last = self._attempt(self.metrics_dir / store.HISTORY, lambda: store.last_history(self.metrics_dir))
+            if last:
                 self.reference = f"last recorded run {last[0].name} (no baseline yet)"
                 reference = last[1]
         tests = dict(sorted(self.tests.items()))
-        self.rows = compare(reference, tests, self.tolerances(), full_run=full and reference is not None)
-        interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR,
-                                     pytest.ExitCode.USAGE_ERROR)
-        store.write_history(self.metrics_dir, tests, model=self.model, root=self.config.rootpath)
-        if self.update and not interrupted:
-            merged, removed = store.merge(self.baseline, tests, remove_missing=full)
-            store.save_baseline(self.baseline_path, merged)
-            self.notes.append(f"baseline updated: {len(tests)} tests written to {self._show_path(self.baseline_path)}"
-                              + (f", {len(removed)} vanished tests removed" if removed else ""))
-        elif self.update:
-            self.notes.append("baseline NOT updated: the run was interrupted")
+        vanished = set(reference or ()) - self.collected if full else set()
+        finished = self.passed - self.failed
+        tolerances = self.tolerances()
+        self.rows = compare(reference, tests, tolerances, vanished=vanished, finished=finished)
+        self.notes += tolerances.unknown_names(
+            {name for group in (tests, reference or {}) for test in group.values() for name in test["metrics"]}
+            | {m.get("kind", "") for group in (tests, reference or {}) for test in group.values()
+               for m in test["metrics"].values()})
+        self._attempt(self.metrics_dir / store.HISTORY,
+                      lambda: store.write_history(self.metrics_dir, tests, model=self.model,
+                                                  root=self.config.rootpath))
+        if self.update:
+            self._update_baseline(exitstatus, finished, vanished)
         if self.json_path:
-            self._write_json(Path(self.json_path))
+            self._attempt(self.json_path, lambda: self._write_json(self.json_path))  # type: ignore[arg-type]
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
-            with open(summary_file, "a", encoding="utf-8") as f:
-                f.write(self.markdown())
+            self._attempt(Path(summary_file), lambda: self._append_summary(Path(summary_file)))
         if self.fail_on_regression and totals(self.rows)["regressed"] and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def _show_path(self, path: Path) -> str:
+    def _update_baseline(self, exitstatus: int, finished: set[str], vanished: set[str]) -> None:
+        from . import store
+
+        if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+            self.notes.append("baseline NOT updated: the run was interrupted")
+            return
+        merged = store.merge(self.baseline, self.tests, passed=finished, vanished=vanished)
+        if self._attempt(self.baseline_path, lambda: store.save_baseline(self.baseline_path, merged.tests)) is not False:
+            self.notes.append(merged.summary(self._show_path(self.baseline_path)))
+        else:
+            self.notes.append("baseline NOT updated (see the warning above)")
+
+    def _attempt(self, path: Path, write: Callable[[], Any]) -> Any:
+        """Run ``write``; an OS error becomes a one-line warning naming the file (and False is returned)."""
         try:
-            return str(path.relative_to(self.config.rootpath))
-        except ValueError:
-            return str(path)
+            return write()
+        except OSError as exc:
+            where = exc.filename if isinstance(exc.filename, str) else str(path)
+            self.warnings.append(f"could not write {self._show_path(Path(where))}: "
+                                 f"{exc.strerror or type(exc).__name__}")
+            return False
+
+    def _show_path(self, path: Path) -> str:
+        return show_path(path, self.config.rootpath)
 
     def _write_json(self, path: Path) -> None:
         from .delta import totals
         from .files import atomic_write_text
 
-        if not path.is_absolute():
-            path = self.config.invocation_params.dir / path
-        data = {"reference": self.reference, "totals": totals(self.rows), "rows": [r.as_dict() for r in self.rows]}
+        data = {"reference": self.reference, "totals": totals(self.rows),
+                "inconclusive": sum(r.inconclusive for r in self.rows), "warnings": self.warnings,
+                "rows": [r.as_dict() for r in self.rows]}
         atomic_write_text(path, json.dumps(data, sort_keys=True) + "\n")  # compact: C encoder, fast
+
+    def _append_summary(self, path: Path) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(self.markdown())
 
     def total_line(self) -> str:
         from .delta import ORDER, totals
@@ -138,33 +227,45 @@ class MetricsReport:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
             return
+        from .delta import inconclusive_line
+
         tr = terminalreporter
         tr.write_sep("=", "llm metrics")
         verbose = self.config.option.verbose > 0
         shown = [r for r in self.rows if verbose or r.verdict != "unchanged"]
         if shown:
             header = ("test", "metric", "baseline", "current", "delta", "verdict", "detectable", "why")
-            table = [header] + [(r.test, r.metric, r.baseline, r.current, r.delta, r.verdict, r.detectable, r.why)
-                                for r in shown]
+            table = [header] + [(printable(r.test), printable(r.metric), r.baseline, r.current, r.delta, r.verdict,
+                                 r.detectable, r.why) for r in shown]
             widths = [max(len(row[i]) for row in table) for i in range(len(header))]
             for i, row in enumerate(table):
                 line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                 verdict = row[5]
-                tr.write_line(line, red=verdict == "regressed", yellow=verdict == "unstable",
+                tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                               green=verdict == "improved", bold=i == 0)
         regressed = sum(r.verdict == "regressed" for r in self.rows)
         tr.write_line(self.total_line(), red=bool(regressed), bold=True)
+        inconclusive = inconclusive_line(self.rows)
+        if inconclusive:
+            tr.write_line(inconclusive)
         if regressed and self.fail_on_regression:
             tr.write_line(f"--llm-fail-on-regression: {regressed} regressed metric(s) fail this run", red=True)
+        for warning in self.warnings:
+            tr.write_line(f"warning: {warning}", yellow=True)
         for note in self.notes:
             tr.write_line(note)
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        lines = ["## llm metrics", "", self.total_line(), ""]
+        from .delta import inconclusive_line
+
+        lines = ["## llm metrics", "", markdown_cell(self.total_line()), ""]
+        inconclusive = inconclusive_line(self.rows)
+        if inconclusive:
+            lines += [inconclusive, ""]
         changed = [r for r in self.rows if r.verdict != "unchanged"]
         if changed:
             lines += ["| test | metric | baseline | current | delta | verdict | why |", "|---|---|---|---|---|---|---|"]
-            lines += [f"| `{r.test}` | `{r.metric}` | {r.baseline} | {r.current} | {r.delta} | **{r.verdict}** | {r.why} |"
-                      for r in changed]
+            lines += [f"| {markdown_cell(r.test, code=True)} | {markdown_cell(r.metric, code=True)} | {r.baseline} | "
+                      f"{r.current} | {r.delta} | **{r.verdict}** | {r.why} |" for r in changed]
         return "\n".join(lines) + "\n\n"

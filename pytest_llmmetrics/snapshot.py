@@ -243,9 +243,9 @@ class LLMSnapshotAssertion(SnapshotAssertion):
             name = "similarity[snapshot]" if index == 0 else f"similarity[snapshot.{index}]"
             if result.created or result.updated:
                 # The reply just became the reference.
-                self.recorder.record(name, 1.0)
+                self.recorder.record(name, 1.0, higher_is_better=True)
             elif verdict is not None and not verdict.rebaseline:
-                self.recorder.record(name, verdict.similarity)
+                self.recorder.record(name, verdict.similarity, higher_is_better=True)
         return ok
 
 

@@ -1,142 +1,288 @@
-"""Statistics for verdicts on sampled metrics: intervals, the regression rule, FDR control.
+"""Statistics for verdicts on sampled metrics: intervals, exact-size calibration, the regression rule, FDR control.
 
 The rule (used by the delta report): let ``d`` be the change of a metric in
 its good direction (current - baseline, negated when lower is better), and
-``[lo, hi]`` a confidence interval for ``d`` whose upper end is a one-sided
-95 % bound (a two-sided 90 % interval):
+``[lo, hi]`` an interval for ``d`` whose ends are one-sided 95 % bounds:
 
 - *regressed*: ``hi < -tolerance`` (worse than the tolerance, beyond noise);
 - *improved*: ``lo > tolerance``;
-- *unstable*: the estimate is worse than the tolerance but the interval
-  reaches past it (``d < -tolerance <= hi``): it may be a regression, the
-  samples cannot tell;
+- *unstable*: worse with 95 % confidence (``hi < 0``) and the interval
+  reaches past the tolerance (``lo < -tolerance <= hi``): the samples cannot
+  rule out a worsening that matters, nor confirm one; the delta report also
+  calls a regression *unstable* when it does not survive false-discovery
+  control;
 - *unchanged* otherwise.
 
 Pass rates (k of n) use the Agresti-Caffo interval for a difference of two
-proportions; means of samples use Welch's t interval. Deterministic single
-values (n = 1 on both sides) have no noise: the interval is the point.
+proportions, with its critical value calibrated per pair of sample sizes so
+that the chance of a false *regressed* is at most 5 % at every true pass rate
+(an exact unconditional test); means of samples use Welch's t interval.
+Deterministic single values (n = 1 on both sides) have no noise: the interval
+is the point.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from operator import add as _add, mul as _mul
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Sequence
 
 ONE_SIDED_ALPHA = 0.05
+POWER = 0.8
 _NORMAL = NormalDist()
+# Exact calibration enumerates every (k0, k1) pair: cheap up to ~200 samples a side.
+_CALIBRATE_MAX_CELLS = 201 * 201
+_NUISANCE_GRID = tuple(i / 200 for i in range(1, 200))
 
 
 def z_value(one_sided_alpha: float = ONE_SIDED_ALPHA) -> float:
     return _NORMAL.inv_cdf(1.0 - one_sided_alpha)
 
 
-def agresti_caffo(k0: int, n0: int, k1: int, n1: int, z: float) -> tuple[float, float]:
-    """Agresti-Caffo interval for p1 - p0: a Wald interval after adding one success and one failure per side.
-
-    Chosen over Newcombe's hybrid score interval after simulation (tests/test_stats.py):
-    at a one-sided 5 % level Newcombe's called up to 5.4 % of no-change comparisons
-    regressions (the counts are discrete), Agresti-Caffo at most 4.7 %, with the
-    same power.
-    """
+def _ac_parts(k0: int, n0: int, k1: int, n1: int) -> tuple[float, float]:
+    """Agresti-Caffo: the difference p1 - p0 and its standard error, after adding a success and a failure per side."""
     q0, q1 = (k0 + 1) / (n0 + 2), (k1 + 1) / (n1 + 2)
-    half = z * math.sqrt(q0 * (1 - q0) / (n0 + 2) + q1 * (1 - q1) / (n1 + 2))
-    d = q1 - q0
-    return d - half, d + half
+    return q1 - q0, math.sqrt(q0 * (1 - q0) / (n0 + 2) + q1 * (1 - q1) / (n1 + 2))
+
+
+def agresti_caffo(k0: int, n0: int, k1: int, n1: int, z: float) -> tuple[float, float]:
+    """Agresti-Caffo interval for p1 - p0 with critical value ``z``."""
+    d, se = _ac_parts(k0, n0, k1, n1)
+    return d - z * se, d + z * se
+
+
+def _binomial(n: int, p: float) -> list[float]:
+    return [math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)]
+
+
+@functools.lru_cache(maxsize=256)
+def rate_critical_value(n0: int, n1: int, one_sided_alpha: float = ONE_SIDED_ALPHA) -> float:
+    """The Agresti-Caffo critical value for n0 and n1 samples that holds the false-alarm rate at ``one_sided_alpha``.
+
+    The nominal normal quantile (1.645) lets through up to 5.8 % false
+    regressions at some pass rates and sample sizes (5.5 % at n = 5, 5.8 % at
+    n = 10, 5.2 % at n = 75, all at p near 0.5), because counts are discrete.
+    Here the rejection region ``{statistic < -c}`` is grown cell by cell, most
+    extreme first, while its probability under "no change" stays within alpha
+    at every true pass rate on a fine grid: an exact unconditional test
+    (Suissa-Shuster) ordered by the Agresti-Caffo statistic. Never below the
+    nominal quantile; past ~200 samples a side (where enumeration gets slow
+    and the excess is tiny) the nominal quantile plus 1 %.
+    """
+    nominal = z_value(one_sided_alpha)
+    if (n0 + 1) * (n1 + 1) > _CALIBRATE_MAX_CELLS:
+        return nominal * 1.01
+    swapped = _calibrated(n1, n0, one_sided_alpha) if n1 != n0 else nominal  # "improved" is the mirror image
+    return max(nominal, _calibrated(n0, n1, one_sided_alpha), swapped)
+
+
+def _calibrated(n0: int, n1: int, alpha: float) -> float:
+    cells = sorted((d / se, k0, k1) for k0 in range(n0 + 1) for k1 in range(n1 + 1)
+                   for d, se in [_ac_parts(k0, n0, k1, n1)])
+    # P(k0) and P(k1) at every grid point, one list per count: a cell's probabilities are their product.
+    by_k0 = list(zip(*(_binomial(n0, p) for p in _NUISANCE_GRID)))
+    by_k1 = list(zip(*(_binomial(n1, p) for p in _NUISANCE_GRID)))
+    size: list[float] = [0.0] * len(_NUISANCE_GRID)
+    i = 0
+    while i < len(cells):
+        statistic = cells[i][0]
+        grown = size
+        while i < len(cells) and cells[i][0] == statistic:  # cells with equal statistics go in together
+            _, k0, k1 = cells[i]
+            grown = list(map(_add, grown, map(_mul, by_k0[k0], by_k1[k1])))
+            i += 1
+        if max(grown) > alpha:
+            return -statistic
+        size = grown
+    return math.inf  # pragma: no cover - the whole table never fits under alpha
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularized incomplete beta function (Lentz's method)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)), -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-14:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Student's t distribution function, any df > 0 (df = inf is the normal)."""
+    if math.isinf(df):
+        return _NORMAL.cdf(t)
+    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
 
 
 def t_quantile(p: float, df: float) -> float:
-    """Student's t quantile by the Cornish-Fisher expansion (error < 1e-3 for df >= 3)."""
-    z = _NORMAL.inv_cdf(p)
+    """Student's t quantile, by bisection on `t_cdf` (exact to 1e-9 for any df > 0)."""
     if math.isinf(df):
-        return z
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    return z + g1 / df + g2 / df**2 + g3 / df**3
+        return _NORMAL.inv_cdf(p)
+    lo, hi = -1e4, 1e4
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-10:
+            break
+    return (lo + hi) / 2
+
+
+def _welch_parts(base: Side, current: Side) -> tuple[float, float, float]:
+    """``(d, se, df)`` of Welch's comparison of current - base."""
+    v0 = base.std * base.std / base.n if base.n > 1 else 0.0
+    v1 = current.std * current.std / current.n if current.n > 1 else 0.0
+    se = math.sqrt(v0 + v1)
+    terms = (v0 * v0 / (base.n - 1) if base.n > 1 else 0.0) + (v1 * v1 / (current.n - 1) if current.n > 1 else 0.0)
+    df = (v0 + v1) ** 2 / terms if terms > 0 else math.inf
+    return current.mean - base.mean, se, df
 
 
 def welch(mean0: float, sd0: float, n0: int, mean1: float, sd1: float, n1: int,
           one_sided_alpha: float = ONE_SIDED_ALPHA) -> tuple[float, float]:
     """Welch's t interval for mean1 - mean0."""
-    v0 = sd0 * sd0 / n0 if n0 > 1 else 0.0
-    v1 = sd1 * sd1 / n1 if n1 > 1 else 0.0
-    d = mean1 - mean0
-    se = math.sqrt(v0 + v1)
+    d, se, df = _welch_parts(Side(mean0, n0, sd0), Side(mean1, n1, sd1))
     if se == 0:
         return d, d
-    terms = (v0 * v0 / (n0 - 1) if n0 > 1 else 0.0) + (v1 * v1 / (n1 - 1) if n1 > 1 else 0.0)
-    df = (v0 + v1) ** 2 / terms if terms > 0 else math.inf
-    half = t_quantile(1 - one_sided_alpha, max(df, 1.0)) * se
+    half = t_quantile(1 - one_sided_alpha, df) * se
     return d - half, d + half
 
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a metric's summary in the baseline or in this run."""
+    """One side of a comparison: a metric's summary in the baseline or in this run.
+
+    ``binary``: the values are yes/no (1/0) and ``mean`` is the share of yes;
+    compared as a pass rate. Otherwise compared by the mean of the values.
+    """
 
     mean: float
     n: int = 1
     std: float = 0.0
-    passed: int | None = None  # k of n samples that passed, for pass-rate metrics
+    binary: bool = False
+
+    @property
+    def successes(self) -> int:
+        return round(self.mean * self.n)
 
 
-def change_interval(base: Side, current: Side, higher_is_better: bool,
-                    one_sided_alpha: float = ONE_SIDED_ALPHA) -> tuple[float, float, float]:
-    """``(d, lo, hi)``: the change in the good direction and its interval.
+@dataclass(frozen=True)
+class Change:
+    """How a metric moved, measured in its good direction (``higher_is_better=None``: current - baseline).
 
-    With pass counts on both sides the pass rate is compared; otherwise the mean.
+    ``lo``/``hi`` are one-sided ``1 - alpha`` bounds of ``d``; ``p_worse`` and
+    ``p_better`` are one-sided p-values of "worse (better) than the tolerance".
     """
-    sign = 1.0 if higher_is_better else -1.0
+
+    d: float
+    lo: float
+    hi: float
+    p_worse: float
+    p_better: float
+
+
+def change(base: Side, current: Side, higher_is_better: bool | None, tolerance: float = 0.0,
+           one_sided_alpha: float = ONE_SIDED_ALPHA) -> Change:
+    """Compare two sides: pass rates when both are binary samples, means otherwise."""
+    sign = -1.0 if higher_is_better is False else 1.0
     sampled = base.n > 1 or current.n > 1
-    if sampled and base.passed is not None and current.passed is not None:
-        lo, hi = agresti_caffo(base.passed, base.n, current.passed, current.n, z_value(one_sided_alpha))
-        d = current.passed / current.n - base.passed / base.n
-    elif sampled:
-        lo, hi = welch(base.mean, base.std, base.n, current.mean, current.std, current.n, one_sided_alpha)
-        d = current.mean - base.mean
+    if not sampled:
+        d = sign * (current.mean - base.mean)
+        return Change(d, d, d, 0.0 if d < -tolerance else 1.0, 0.0 if d > tolerance else 1.0)
+    if base.binary and current.binary:
+        d, se = _ac_parts(base.successes, base.n, current.successes, current.n)
+        crit = rate_critical_value(base.n, current.n, one_sided_alpha)
+        scale = z_value(one_sided_alpha) / crit  # p = alpha exactly where the calibrated bound meets the tolerance
+
+        def p_below(x: float) -> float:
+            return _NORMAL.cdf(x / se * scale)
     else:
-        d = lo = hi = current.mean - base.mean
-    if sign < 0:
-        d, lo, hi = -d, -hi, -lo
-    return d, lo, hi
+        d, se, df = _welch_parts(base, current)
+        crit = t_quantile(1 - one_sided_alpha, df) if se > 0 else 0.0
+
+        def p_below(x: float) -> float:
+            return t_cdf(x / se, df)
+    d *= sign
+    if se == 0:  # no spread on either side: the difference is exact
+        return Change(d, d, d, 0.0 if d < -tolerance else 1.0, 0.0 if d > tolerance else 1.0)
+    return Change(d, d - crit * se, d + crit * se, p_below(d + tolerance), p_below(-(d - tolerance)))
 
 
-def verdict(d: float, lo: float, hi: float, tolerance: float = 0.0) -> str:
-    """The rule in this module's docstring: regressed, improved, unstable or unchanged."""
-    if hi < -tolerance:
+def verdict(c: Change, tolerance: float = 0.0, directed: bool = True) -> str:
+    """The rule in this module's docstring; a metric with no direction is only ever *changed*."""
+    if not directed:
+        return "changed" if c.hi < -tolerance or c.lo > tolerance else "unchanged"
+    if c.hi < -tolerance:
         return "regressed"
-    if lo > tolerance:
+    if c.lo > tolerance:
         return "improved"
-    if d < -tolerance:
+    if c.lo < -tolerance <= c.hi < 0:  # worse for sure; whether by more than the tolerance, the samples cannot tell
         return "unstable"
     return "unchanged"
 
 
 def min_detectable_effect(base: Side, current: Side, one_sided_alpha: float = ONE_SIDED_ALPHA,
-                          power: float = 0.8) -> float | None:
+                          power: float = POWER) -> float | None:
     """The smallest worsening this comparison would call *regressed* with the given power.
 
     None for unsampled metrics (there, any change beyond the tolerance counts).
     """
     if base.n <= 1 and current.n <= 1:
         return None
+    beta = _NORMAL.inv_cdf(power)
+    if base.binary and current.binary:
+        z = rate_critical_value(base.n, current.n, one_sided_alpha) + beta
+        return z * math.sqrt(_pooled_variance(base, current) * (1 / base.n + 1 / current.n))
+    d, se, df = _welch_parts(base, current)
+    return (t_quantile(1 - one_sided_alpha, df) + beta) * se
+
+
+def _pooled_variance(base: Side, current: Side) -> float:
+    total = base.n + current.n
+    p = (base.successes + current.successes) / total
+    p = min(max(p, 0.5 / total), 1 - 0.5 / total)
+    return p * (1 - p)
+
+
+def samples_to_detect(base: Side, current: Side, effect: float, one_sided_alpha: float = ONE_SIDED_ALPHA,
+                      power: float = POWER) -> int | None:
+    """About how many samples a side would detect a worsening of ``effect`` with the given power."""
+    if effect <= 0:
+        return None
     z = z_value(one_sided_alpha) + _NORMAL.inv_cdf(power)
-    if base.passed is not None and current.passed is not None:
-        p = (base.passed + current.passed) / (base.n + current.n)
-        p = min(max(p, 0.5 / (base.n + current.n)), 1 - 0.5 / (base.n + current.n))
-        return z * math.sqrt(p * (1 - p) * (1 / base.n + 1 / current.n))
-    var = (base.std**2 / base.n if base.n > 1 else 0.0) + (current.std**2 / current.n if current.n > 1 else 0.0)
-    return z * math.sqrt(var)
-
-
-def regression_p_value(d: float, lo: float, hi: float, one_sided_alpha: float = ONE_SIDED_ALPHA) -> float:
-    """One-sided p-value of "worse", from a `change_interval` result (normal approximation)."""
-    half = (hi - lo) / 2
-    if half <= 0:
-        return 0.0 if d < 0 else 1.0
-    return _NORMAL.cdf(d / (half / z_value(one_sided_alpha)))
+    if base.binary and current.binary:
+        variance = 2 * _pooled_variance(base, current)
+    else:
+        variance = base.std**2 + current.std**2
+    if variance <= 0:
+        return None
+    return max(2, math.ceil(z * z * variance / (effect * effect)))
 
 
 def benjamini_hochberg(p_values: Sequence[float], q: float = ONE_SIDED_ALPHA) -> list[bool]:

@@ -23,11 +23,13 @@ with a warning when unreadable.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from .errors import ConfigError, LLMMetricsWarning
 from .files import atomic_write_text
@@ -36,7 +38,16 @@ FORMAT = 1
 BASELINE = "baseline.json"
 HISTORY = "history"
 KEEP_RUNS = 50
-ENTRY_FIELDS = {"higher_is_better": bool, "kind": str, "mean": (int, float), "n": int}
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+ENTRY_FIELDS = {
+    "higher_is_better": lambda v: v is None or isinstance(v, bool),  # None: the metric has no direction
+    "kind": lambda v: isinstance(v, str),
+    "mean": _number,
+    "n": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+}
 
 Tests = dict[str, dict[str, Any]]  # node id -> {"fingerprint": {...}, "metrics": {name: entry}}
 
@@ -98,9 +109,11 @@ def validate(data: Any, path: Path) -> Tests:
         for name, entry in test["metrics"].items():
             if not isinstance(entry, dict):
                 raise bad(f"tests[{nodeid!r}].metrics[{name!r}]", "expected an object")
-            for key, kind in ENTRY_FIELDS.items():
-                if not isinstance(entry.get(key), kind) or (kind is not bool and isinstance(entry.get(key), bool)):
-                    raise bad(f"tests[{nodeid!r}].metrics[{name!r}].{key}", f"missing or of the wrong type")
+            for key, check in ENTRY_FIELDS.items():
+                if key not in entry or not check(entry[key]):
+                    raise bad(f"tests[{nodeid!r}].metrics[{name!r}].{key}", "missing or of the wrong type")
+            if entry.get("scale") not in (None, "binary", "numeric"):
+                raise bad(f"tests[{nodeid!r}].metrics[{name!r}].scale", 'expected "binary" or "numeric"')
     return data["tests"]
 
 
@@ -108,17 +121,64 @@ def save_baseline(path: Path, tests: Tests) -> None:
     atomic_write_text(path, dumps_baseline(tests))
 
 
-def merge(old: Tests | None, current: Tests, *, remove_missing: bool) -> tuple[Tests, list[str]]:
-    """The updated baseline: tests that ran replace their entries; the rest stay unless ``remove_missing``.
+@dataclass
+class Merged:
+    """What accepting a run did to the baseline, for the summary line."""
 
-    Returns the new tests and the node ids removed.
+    tests: Tests
+    written: int = 0
+    kept_failed: int = 0  # tests that failed this run keep their accepted entry
+    not_added: int = 0  # new tests that failed: a failing run is not an accepted state
+    kept_not_run: int = 0  # skipped, errored before recording, deselected, not reached
+    removed: list[str] = field(default_factory=list)  # tests a complete collection no longer holds
+    emptied: list[str] = field(default_factory=list)  # tests that passed and recorded nothing
+
+    def summary(self, path: str) -> str:
+        text = f"baseline updated: {self.written} tests written to {path}"
+        kept = [f"{n} {why}" for n, why in ((self.kept_failed, "failed"), (self.kept_not_run, "did not run"))
+                if n]
+        if kept:
+            total = self.kept_failed + self.kept_not_run
+            text += f"; {total} earlier {'entry' if total == 1 else 'entries'} kept ({', '.join(kept)})"
+        if self.not_added:
+            text += f"; {self.not_added} new failing {'test' if self.not_added == 1 else 'tests'} not added"
+        if self.removed:
+            text += f"; {len(self.removed)} vanished {'test' if len(self.removed) == 1 else 'tests'} removed"
+        if self.emptied:
+            text += f"; {len(self.emptied)} {'test' if len(self.emptied) == 1 else 'tests'} recording nothing removed"
+        return text
+
+
+def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanished: Collection[str]) -> Merged:
+    """The updated baseline.
+
+    Tests that passed replace their entries (a passing test that recorded
+    nothing loses its entry). A test that failed keeps its earlier entry, and
+    a new failing test is not added: a failing run is not an accepted state.
+    Tests that did not run (skipped, errored, deselected, not reached) keep
+    theirs. Only ``vanished`` tests, those a complete collection no longer
+    holds, are removed.
     """
     merged = dict(old or {})
-    merged.update(current)
-    removed = sorted(set(merged) - set(current)) if remove_missing else []
-    for nodeid in removed:
-        del merged[nodeid]
-    return dict(sorted(merged.items())), removed
+    result = Merged(merged)
+    for nodeid, test in current.items():
+        if nodeid in passed:
+            merged[nodeid] = test
+            result.written += 1
+        elif nodeid in merged:
+            result.kept_failed += 1
+        else:
+            result.not_added += 1
+    for nodeid in sorted(set(merged)):
+        if nodeid in current:
+            continue
+        if nodeid in vanished or nodeid in passed:
+            del merged[nodeid]
+            (result.removed if nodeid in vanished else result.emptied).append(nodeid)
+        else:
+            result.kept_not_run += 1
+    result.tests = dict(sorted(merged.items()))
+    return result
 
 
 def _git_commit(root: Path) -> str | None:

@@ -29,7 +29,7 @@ SUITE = dedent(
     def test_len(llm, llm_metrics):
         llm(PROMPT)
         llm_metrics.expect(" ".join(["w"] * WORDS), metrics.word_count(max=50))
-        llm_metrics.record("score", 0.5 + WORDS / 100)
+        llm_metrics.record("score", 0.5 + WORDS / 100, higher_is_better=True)
 
     @pytest.mark.parametrize("i", range(3))
     def test_rate(i, llm_metrics):
@@ -62,8 +62,8 @@ def test_update_report_and_fail_on_regression(run, suite, monkeypatch):
                                  "baseline updated: 4 tests written to .llmmetrics/baseline.json"])
     data = baseline_of(suite)
     assert data["tests"]["test_suite.py::test_len"]["metrics"]["word_count"] == {
-        "higher_is_better": False, "kind": "word_count", "mean": 5.0, "n": 1, "passed": 1, "std": 0.0,
-        "threshold": "<= 50"}
+        "higher_is_better": False, "kind": "word_count", "mean": 5.0, "n": 1, "passed": 1, "scale": "numeric",
+        "std": 0.0, "threshold": "<= 50"}
     assert data["tests"]["test_suite.py::test_rate[0]"]["metrics"]["contains[Paris]"]["passed"] == 67
     assert "test_suite.py::test_plain" not in data["tests"]
 
@@ -155,7 +155,7 @@ def test_gone_entries_are_removed_only_on_a_full_run(suite):
     assert "test_suite.py::test_len" in baseline_of(suite)["tests"]  # a partial run keeps it
     result = suite.runpytest_subprocess("--llm-baseline-update")
     result.stdout.fnmatch_lines(["*test_suite.py::test_len*score*gone*", "*2 gone*",
-                                 "*3 tests written to .llmmetrics/baseline.json, 1 vanished tests removed"])
+                                 "*3 tests written to .llmmetrics/baseline.json; 1 vanished test removed"])
     assert "test_suite.py::test_len" not in baseline_of(suite)["tests"]
 
 

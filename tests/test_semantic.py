@@ -274,3 +274,42 @@ def test_single_file_snapshot_folders_are_not_collected(pytester):
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
     pytester.runpytest_subprocess("-p", "no:llmmetrics").assert_outcomes(passed=1, failed=1)
+
+
+NOISE = dedent(
+    """
+    import os
+    from pytest_llmmetrics import metrics
+
+    REFERENCE = "You can return any item within 30 days of delivery for a full refund."
+    REPLIES = [
+        os.environ.get("FIRST", "Items can be returned for a full refund up to 30 days after delivery."),
+        "Refunds are given for returns within thirty days.",
+        "Send it back within a month and we refund you.",
+    ]
+
+    def test_samples(llm_metrics):
+        llm_metrics.expect(REPLIES, metrics.similarity(REFERENCE, min=0.1))
+
+    def test_single(llm_metrics):
+        llm_metrics.expect(REPLIES[0], metrics.similarity(REFERENCE, min=0.1))
+    """
+)
+
+
+def test_batching_noise_in_similarities_never_moves_a_verdict(run, bot, monkeypatch):
+    """A full run encodes in batches; one test alone with a cold cache does not: ~1e-7 apart, never a verdict."""
+    import shutil
+
+    bot.makepyfile(test_noise=NOISE)
+    run("--llm-baseline-update").assert_outcomes(passed=2)
+    shutil.rmtree(bot.path / ".llmmetrics" / "cache")
+    result = run("test_noise.py::test_single", "--llm-fail-on-regression", "-v")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*test_single*similarity*unchanged*",
+                                 "*1 tests, 1 metrics: 0 regressed, 1 unchanged*"])
+    # A real drop of the meaning still shows.
+    monkeypatch.setenv("FIRST", "Items can be returned up to 30 days after delivery, but not for a refund.")
+    result = run("test_noise.py::test_single", "--llm-fail-on-regression")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*test_single*similarity*regressed*"])
