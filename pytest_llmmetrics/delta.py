@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Iterable
 
+from . import stats  # stdlib only; this module itself is imported at the session's end
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from . import stats
     from .store import Tests
 
 ORDER = ("regressed", "unstable", "changed", "improved", "new", "gone", "unchanged")
@@ -159,8 +159,6 @@ def scale(entry: dict[str, Any]) -> str:
 
 
 def _side(entry: dict[str, Any], binary: bool) -> stats.Side:
-    from . import stats
-
     return stats.Side(float(entry["mean"]), int(entry["n"]), float(entry.get("std") or 0.0), binary)
 
 
@@ -185,31 +183,43 @@ def noise_floor(kind: str, base: float, current: float) -> float:
     return max(NOISE_FLOOR.get(kind, 0.0), _RELATIVE_NOISE * max(abs(base), abs(current)), 1e-12)
 
 
+_DIRECTION = {True: "higher", False: "lower", None: None}
+
+
 def compare_metric(test: str, metric: str, base: dict[str, Any], cur: dict[str, Any], tolerances: Tolerances,
                    why: str = "") -> Row:
     """One metric of one test against its baseline entry."""
-    from . import stats  # imported at the session's end, not at start-up
-
     kind = cur.get("kind", metric)
     higher = cur.get("higher_is_better")
     directed = higher is not None
+    if base["n"] == 1 and cur["n"] == 1:
+        # Deterministic values (the common case, kept fast): the change is the point itself.
+        raw = cur["mean"] - base["mean"]
+        d = -raw if higher is False else raw
+        tolerance = max(tolerances.for_metric(metric, kind, base["mean"]),
+                        noise_floor(kind, base["mean"], cur["mean"]))
+        if abs(d) <= tolerance:
+            verdict = "unchanged"
+        else:
+            verdict = "changed" if not directed else "regressed" if d < 0 else "improved"
+        return Row(test, metric, verdict, _fmt(base["mean"]), _fmt(cur["mean"]), f"{raw:+.4g}",
+                   why if verdict != "unchanged" else "",
+                   values={"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
+                           "direction": _DIRECTION[higher]})
     binary = scale(base) == "binary" and scale(cur) == "binary"
-    b, c = _side(base, binary), _side(cur, binary)
-    sampled = b.n > 1 or c.n > 1
+    b, c = _side(base, binary), _side(cur, binary)  # samples on at least one side
     tolerance = max(tolerances.for_metric(metric, kind, b.mean), noise_floor(kind, b.mean, c.mean))
     # Without a direction either way counts: each side gets half the error rate.
     alpha = stats.ONE_SIDED_ALPHA if directed else stats.ONE_SIDED_ALPHA / 2
     change = stats.change(b, c, higher, tolerance, alpha)
     verdict = stats.verdict(change, tolerance, directed)
     raw = c.mean - b.mean
-    rate = binary and sampled
+    rate = binary
     row = Row(test, metric, verdict, _show(base, binary), _show(cur, binary),
               f"{raw * 100:+.0f} pts" if rate else f"{raw:+.4g}", why if verdict != "unchanged" else "",
               values={"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
-                      "direction": {True: "higher", False: "lower", None: None}[higher]},
-              p_worse=change.p_worse if sampled else 1.0, p_better=change.p_better if sampled else 1.0)
-    if not sampled:
-        return row
+                      "direction": _DIRECTION[higher]},
+              p_worse=change.p_worse, p_better=change.p_better)
     row.values["change_interval"] = [change.lo, change.hi]
     mde = stats.min_detectable_effect(b, c, alpha)
     if mde is not None:
@@ -269,8 +279,6 @@ def control_false_discoveries(rows: list[Row]) -> None:
     regression that does not survive is *unstable*; an improvement or a
     change that does not survive is *unchanged*.
     """
-    from . import stats
-
     sampled = [r for r in rows if "change_interval" in r.values]
     families = (("regressed", "unstable", lambda r: r.p_worse if r.values["direction"] else 1.0),
                 ("improved", "unchanged", lambda r: r.p_better if r.values["direction"] else 1.0),

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Pattern
 
+from .redact import CREDENTIAL_PATTERNS
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -65,18 +67,7 @@ _PII_PATTERNS: dict[str, list[str]] = {
     "card": [r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"],
     "ssn": [r"(?<![\d-])\d{3}-\d{2}-\d{4}(?![\d-])"],
     "iban": [r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"],
-    "key": [
-        r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}",  # OpenAI / Anthropic style
-        r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key id
-        r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",  # GitHub tokens
-        r"\bgithub_pat_[A-Za-z0-9_]{22,}",
-        r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack
-        r"\bAIza[0-9A-Za-z_-]{35}\b",  # Google API key
-        r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe
-        r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
-        r"\bBearer\s+[A-Za-z0-9._~+/-]{20,}=*",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
-    ],
+    "key": list(CREDENTIAL_PATTERNS.values()),  # one list of credential formats: redact owns it
 }
 PII_KINDS = tuple(_PII_PATTERNS)
 

@@ -10,6 +10,7 @@ import pytest
 from . import settings as _settings
 from .display import printable
 from .errors import ConfigError, LLMMetricsError
+from .redact import env_secrets, scrub
 
 if TYPE_CHECKING:
     from .check import MetricRegistry
@@ -24,6 +25,7 @@ MODELS_KEY = pytest.StashKey["ModelCache"]()
 REGISTRY_KEY = pytest.StashKey["tuple[int, MetricRegistry]"]()
 RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
 RECORDINGS_KEY = pytest.StashKey["Recordings"]()
+SECRETS_KEY = pytest.StashKey["dict[str, str]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,6 +114,22 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     return result
 
 
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A parameter that holds a secret gets an id with the secret redacted, so no test id shows it anywhere."""
+    if not isinstance(val, str):
+        return None
+    clean = scrub(val, _secrets(config))
+    return clean if clean != val else None
+
+
+def _secrets(config: pytest.Config) -> dict[str, str]:
+    """The environment's secrets, read once a session (reading the environment costs ~40 us)."""
+    secrets = config.stash.get(SECRETS_KEY, None)
+    if secrets is None:
+        secrets = config.stash[SECRETS_KEY] = env_secrets()
+    return secrets
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """Skip ``__snapshots__/<test module>/`` folders of single-file snapshots: they hold no tests.
 
@@ -169,7 +187,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         summary = recorder.summary()
         report.llm_metrics = summary
         # Names come from user code: escaped, so the JUnit XML stays well-formed whatever they contain.
-        properties = [(f"llm:{printable(name)}", repr(m["mean"])) for name, m in summary["metrics"].items()]
+        secrets = _secrets(item.config)
+        properties = [(f"llm:{printable(scrub(name, secrets))}", repr(m["mean"]))
+                      for name, m in summary["metrics"].items()]
         report.user_properties.extend(properties)
         item.user_properties.extend(properties)
     return report

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from .check import Check, MetricRegistry, Outcome, to_value
 from .errors import ConfigError
-from .redact import safe_params
+from .redact import safe_params, scrub
 from .response import Response, as_response
 
 
@@ -69,7 +69,7 @@ def _stored(value: float) -> float:
 
 
 def _excerpt(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
+    flat = " ".join(scrub(text).split())  # redacted before it is cut: no half secret survives the cut
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "\u2026")
 
 
@@ -241,5 +241,6 @@ class MetricsRecorder:
         return resolved
 
     def failure_message(self) -> str:
+        """Every miss, with secrets in replies or findings redacted: CI logs are read by many."""
         noun = "check" if len(self.misses) == 1 else "checks"
-        return f"{len(self.misses)} llm {noun} missed:\n" + "\n".join(m.format() for m in self.misses)
+        return scrub(f"{len(self.misses)} llm {noun} missed:\n" + "\n".join(m.format() for m in self.misses))

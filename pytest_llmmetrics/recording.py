@@ -23,9 +23,9 @@ recorded: requests it no longer sends are removed. Tests that did not run
 (deselected, ``-k``) keep their entries, and ``new_episodes`` only ever adds.
 
 No secret is written (see `redact`): parameters whose names look like keys
-or tokens are stored (and keyed) as ``<redacted>``, and the values of
-environment variables named like ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET`` or
-``*_PASSWORD`` are replaced wherever they would appear.
+or tokens are stored (and keyed) as ``<redacted>``, and credentials and
+secret-looking values of secret-named environment variables are replaced
+wherever they would appear; a replay gives back the text as stored.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import pytest
 from .errors import ConfigError, ModelError
 from .files import atomic_write_text
 from .providers import model_name
-from .redact import safe_params, scrub
+from .redact import env_secrets, safe_params, scrub
 from .response import Response
 
 FORMAT = "pytest-llmmetrics recordings 1"
@@ -83,6 +83,11 @@ def _unpack(value: Any, where: str) -> str:
 
 def dump(entries: Mapping[str, Mapping[str, Any]]) -> str:
     ordered = sorted(entries.values(), key=lambda e: (e["test"], e["key"]))
+    secrets = env_secrets()
+
+    def text(value: str) -> str | list[str]:
+        return _pack(scrub(value, secrets))  # redacted whole, before it is split into lines
+
     out = []
     for e in ordered:
         out.append({
@@ -90,10 +95,10 @@ def dump(entries: Mapping[str, Mapping[str, Any]]) -> str:
             "test": e["test"],
             "model": e["model"],
             "params": e["params"],
-            "messages": [{"role": m["role"], "content": _pack(m["content"])} for m in e["messages"]],
-            "replies": [{"text": _pack(r["text"]), **{f: r.get(f) for f in REPLY_FIELDS}} for r in e["replies"]],
+            "messages": [{"role": m["role"], "content": text(m["content"])} for m in e["messages"]],
+            "replies": [{"text": text(r["text"]), **{f: r.get(f) for f in REPLY_FIELDS}} for r in e["replies"]],
         })
-    data = scrub({"format": FORMAT, "about": ABOUT, "recordings": out})
+    data = scrub({"format": FORMAT, "about": ABOUT, "recordings": out}, secrets)
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -1,24 +1,69 @@
-"""Secrets stay out of every file the plugin writes: recordings, baselines, reports and snapshots.
+"""Secrets stay out of everything the plugin writes or prints: the one home of redaction.
 
 - Parameters whose names look like keys or tokens (``api_key``, ``token``,
   ``auth``, ``password``, ...) are written as ``<redacted>``; a request is
   keyed by the redacted form, so a replay does not need the secret either.
+- Well-known credential formats (OpenAI ``sk-``/``sk-proj-``, GitHub
+  ``ghp_``/``github_pat_``, AWS ``AKIA``, Slack ``xox[abp]-``, Google
+  ``AIza``, Stripe, JWTs, ``Bearer`` tokens, private-key blocks) are replaced
+  by ``<redacted:KIND>`` wherever they appear.
 - The values of environment variables named like ``*_KEY``, ``*TOKEN``,
-  ``*SECRET`` or ``*PASSWORD`` (8 characters or more) are replaced by
-  ``<redacted:NAME>`` wherever they would appear in written text, e.g. a
-  reply that echoes a prompt which contained one.
+  ``*SECRET``, ``*PASSWORD`` or ``*CREDENTIALS`` are replaced by
+  ``<redacted:NAME>``, but only values that look like secrets (see
+  `looks_secret`): ``MY_KEY="fine answer"`` rewrites nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import re
-from typing import Any, Mapping
+from collections import Counter
+from typing import Any, Mapping, Pattern
 
 REDACTED = "<redacted>"
 _SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorization|auth)$", re.I)
-_SECRET_ENV = re.compile(r"(_KEY|TOKEN|SECRET|PASSWORD)$")
+_SECRET_ENV = ("_KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "CREDENTIALS", "_PAT")  # name endings
+
+# Credential formats by kind, most specific first. `detectors.find_pii` uses these for its "key" kind.
+CREDENTIAL_PATTERNS: dict[str, str] = {
+    "private-key": r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)?",
+    "openai-key": r"\bsk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+    "github-token": r"\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{22,}",
+    "aws-key": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    "slack-token": r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
+    "google-key": r"\bAIza[0-9A-Za-z_-]{35}\b",
+    "stripe-key": r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
+    "jwt": r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    "bearer-token": r"(?<=Bearer )[A-Za-z0-9._~+/-]{16,}=*",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def credential_regex() -> Pattern[str]:
+    """One regex for every credential format; the group name is the kind."""
+    return re.compile("|".join(f"(?P<{kind.replace('-', '_')}>{p})" for kind, p in CREDENTIAL_PATTERNS.items()))
+
+
+def looks_secret(value: str) -> bool:
+    """A value that looks like a key or token: one word of 12+ characters, mixed, and not a plain word or path.
+
+    Ordinary phrases (``"fine answer"``), short words, numbers, paths and URLs
+    are not secrets, even in a variable called ``*_KEY``; a credential format
+    always is.
+    """
+    if credential_regex().search(value):
+        return True
+    if len(value) < 12 or any(c.isspace() for c in value) or value.startswith(("/", "~", ".")) or "://" in value:
+        return False
+    classes = sum(any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit))
+    if classes < 2:
+        return False
+    counts = Counter(value)
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return entropy >= 3.0
 
 
 def safe_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,22 +73,34 @@ def safe_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def env_secrets() -> dict[str, str]:
-    """Secret-looking environment values, each with what replaces it."""
-    return {v: f"<redacted:{k}>" for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8}
+    """Secret-looking values of secret-named environment variables, each with what replaces it."""
+    names = [k for k in os.environ if k.upper().endswith(_SECRET_ENV)]
+    found = {v: f"<redacted:{k}>" for k in names if looks_secret(v := os.environ[k])}
+    return dict(sorted(found.items(), key=lambda item: -len(item[0])))  # longest first: no half-replaced value
 
 
 def scrub(value: Any, secrets: Mapping[str, str] | None = None) -> Any:
-    """``value`` (text, or lists and dicts of it) with every secret-looking environment value replaced."""
+    """``value`` (text, or lists and dicts of it, keys included) with every secret replaced."""
     if secrets is None:
         secrets = env_secrets()
-    if not secrets:
-        return value
     if isinstance(value, str):
         for secret, name in secrets.items():
-            value = value.replace(secret, name)
+            if secret in value:
+                value = value.replace(secret, name)
+        if any(marker in value for marker in _MARKERS):
+            value = credential_regex().sub(_replacement, value)
         return value
     if isinstance(value, list):
         return [scrub(v, secrets) for v in value]
     if isinstance(value, dict):
-        return {k: scrub(v, secrets) for k, v in value.items()}
+        return {scrub(k, secrets) if isinstance(k, str) else k: scrub(v, secrets) for k, v in value.items()}
     return value
+
+
+# A cheap pre-check: every credential format contains one of these.
+_MARKERS = ("-----BEGIN", "sk-", "gh", "github_pat_", "AKIA", "ASIA", "xox", "AIza", "k_live_", "k_test_", "eyJ",
+            "Bearer ")
+
+
+def _replacement(match: re.Match[str]) -> str:
+    return f"<redacted:{(match.lastgroup or 'secret').replace('_', '-')}>"

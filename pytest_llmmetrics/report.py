@@ -156,9 +156,8 @@ class MetricsReport:
             if last:
                 self.reference = f"last recorded run {last[0].name} (no baseline yet)"
                 reference = last[1]
-        tests = dict(sorted(self.tests.items()))
-        vanished = set(reference or ()) - self.collected if full else set()
-        finished = self.passed - self.failed
+        tests, collected, finished = self._redacted()
+        vanished = set(reference or ()) - collected if full else set()
         tolerances = self.tolerances()
         self.rows = compare(reference, tests, tolerances, vanished=vanished, finished=finished)
         self.notes += tolerances.unknown_names(
@@ -177,6 +176,24 @@ class MetricsReport:
             self._attempt(Path(summary_file), lambda: self._append_summary(Path(summary_file)))
         if self.fail_on_regression and totals(self.rows)["regressed"] and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _redacted(self) -> tuple[Tests, set[str], set[str]]:
+        """This run's metrics, collected and finished tests, with secrets in test ids and metric names redacted.
+
+        Everything written or printed from here on (terminal, baseline,
+        history, JSON, GitHub summary) starts from these.
+        """
+        from .redact import env_secrets, scrub
+
+        secrets = env_secrets()
+        self.tests = {
+            scrub(nodeid, secrets): {"fingerprint": scrub(test.get("fingerprint") or {}, secrets),
+                                     "metrics": {scrub(name, secrets): m for name, m in test["metrics"].items()}}
+            for nodeid, test in sorted(self.tests.items())
+        }
+        collected = {scrub(nodeid, secrets) for nodeid in self.collected}
+        finished = {scrub(nodeid, secrets) for nodeid in self.passed - self.failed}
+        return self.tests, collected, finished
 
     def _update_baseline(self, exitstatus: int, finished: set[str], vanished: set[str]) -> None:
         from . import store
