@@ -49,6 +49,14 @@ ENTRY_FIELDS = {
     "n": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
 }
 
+# Fields that may be missing or null; when present they must make sense.
+OPTIONAL_FIELDS = {
+    "passed": lambda v, e: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= e["n"],
+    "std": lambda v, e: _number(v) and v >= 0,
+    "scale": lambda v, e: v in ("binary", "numeric") and (v == "numeric" or 0 <= e["mean"] <= 1),
+    "threshold": lambda v, e: isinstance(v, str),
+}
+
 Tests = dict[str, dict[str, Any]]  # node id -> {"fingerprint": {...}, "metrics": {name: entry}}
 
 
@@ -93,28 +101,47 @@ def load_baseline(path: Path) -> Tests | None:
             "fix it (git diff / git checkout it), or delete it and run pytest --llm-baseline-update. "
             "It was left untouched."
         ) from None
-    return validate(data, path)
+    return validate(data, path, text)
 
 
-def validate(data: Any, path: Path) -> Tests:
-    def bad(where: str, what: str) -> ConfigError:
-        return ConfigError(f"{path}: {where}: {what}. Fix the file or re-record it with --llm-baseline-update; "
+def validate(data: Any, path: Path, text: str = "") -> Tests:
+    """The baseline's tests, or a `ConfigError` naming the file, the line (when known) and the field."""
+
+    def bad(where: str, what: str, *needles: str) -> ConfigError:
+        line = _line_of(text, needles)
+        return ConfigError(f"{path}:{line}: {where}: {what}. Fix the file or re-record it with "
+                           "--llm-baseline-update; it was left untouched." if line else
+                           f"{path}: {where}: {what}. Fix the file or re-record it with --llm-baseline-update; "
                            "it was left untouched.")
 
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("tests"), dict):
         raise bad("top level", f'expected {{"format": {FORMAT}, "tests": {{...}}}}')
     for nodeid, test in data["tests"].items():
-        if not isinstance(test, dict) or not isinstance(test.get("metrics"), dict):
-            raise bad(f"tests[{nodeid!r}]", 'expected {"fingerprint": {...}, "metrics": {...}}')
+        if not isinstance(test, dict) or not isinstance(test.get("metrics"), dict) \
+                or not isinstance(test.get("fingerprint", {}), dict):
+            raise bad(f"tests[{nodeid!r}]", 'expected {"fingerprint": {...}, "metrics": {...}}', nodeid)
         for name, entry in test["metrics"].items():
+            where = f"tests[{nodeid!r}].metrics[{name!r}]"
             if not isinstance(entry, dict):
-                raise bad(f"tests[{nodeid!r}].metrics[{name!r}]", "expected an object")
+                raise bad(where, "expected an object", nodeid, name)
             for key, check in ENTRY_FIELDS.items():
                 if key not in entry or not check(entry[key]):
-                    raise bad(f"tests[{nodeid!r}].metrics[{name!r}].{key}", "missing or of the wrong type")
-            if entry.get("scale") not in (None, "binary", "numeric"):
-                raise bad(f"tests[{nodeid!r}].metrics[{name!r}].scale", 'expected "binary" or "numeric"')
+                    raise bad(f"{where}.{key}", "missing or of the wrong type", nodeid, name)
+            for key, check in OPTIONAL_FIELDS.items():
+                if entry.get(key) is not None and not check(entry[key], entry):
+                    raise bad(f"{where}.{key}", f"{entry[key]!r} is not valid here", nodeid, name)
     return data["tests"]
+
+
+def _line_of(text: str, needles: tuple[str, ...]) -> int | None:
+    """The line where the last of ``needles`` (JSON strings, in order) first appears, if it does."""
+    position = 0
+    for needle in needles:
+        found = text.find(json.dumps(needle, ensure_ascii=False), position)
+        if found < 0:
+            return None
+        position = found
+    return text.count("\n", 0, position) + 1 if needles and text else None
 
 
 def save_baseline(path: Path, tests: Tests) -> None:
