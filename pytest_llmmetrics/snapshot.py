@@ -80,7 +80,7 @@ def parse(data: str, where: str) -> Stored:
         raise ConfigError(f"{where}: line 1: the header has no '{MODEL_FIELD}:' field")
     samples_text = fields.get(SAMPLES_FIELD, "").split(" ", 1)[0]
     return Stored(fields[MODEL_FIELD], body[:-1] if body.endswith("\n") else body,
-                  int(samples_text) if samples_text.isdigit() else None)
+                  int(samples_text) if samples_text.isascii() and samples_text.isdigit() else None)
 
 
 def texts_of(data: Any) -> list[str]:
