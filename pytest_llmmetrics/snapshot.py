@@ -146,7 +146,7 @@ def file_stem(test_name: str, index_suffix: str = "") -> str:
 
     Where dropping characters changed the name, ``~`` and 8 hex digits of a hash
     of the full name follow it, so ``test_path[a/b]`` and ``test_path[ab]`` keep
-    apart (``test_path[ab]~1c3e5a7b`` and ``test_path[ab]``); every other name is
+    apart (``test_path[ab]~cc5b2fe0`` and ``test_path[ab]``); every other name is
     syrupy's, so existing snapshots keep their files.
     """
     clean, index_part = _clean(test_name), _clean(index_suffix)

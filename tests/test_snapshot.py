@@ -89,6 +89,7 @@ def test_names_that_lose_characters_stay_apart():
     stems = {file_stem(name) for name in ("test_p[a/b]", "test_p[ab]", "test_p[a:b]", "test_p[a\\b]", "test_p[a\tb]")}
     assert len(stems) == 5 and "test_p[ab]" in stems
     assert file_stem("test_p[a/b]").startswith("test_p[ab]~")
+    assert file_stem("test_path[a/b]") == "test_path[ab]~cc5b2fe0"  # the README's example
     assert file_stem("test_p[a/b]", ".1") == file_stem("test_p[a/b]") + ".1"  # later asserts of one test line up
 
 
