@@ -248,10 +248,10 @@ def test_a_merge_that_kept_both_recordings_of_a_request_names_both_lines(run, co
         result = run(f"--llm-record-mode={mode}")
         result.assert_outcomes(failed=3 if mode != "all" else 0, passed=0 if mode != "all" else 3)
         if mode != "all":
-            result.stdout.fnmatch_lines([
+            result.stdout.fnmatch_lines([(
                 f"*{path}:{second}: a second recording of the request recorded on line {first} (key '{twin['key']}', "
                 "tests 'test_a.py::test_one' and 'test_a.py::test_one'), as a git merge that kept both sides leaves "
-                "it. Keep the entry you want and delete the other.*left untouched*"])
+                "it. Keep the entry you want and delete the other.*left untouched*")])
         else:  # "all" records afresh, but never over a file it cannot read
             result.stdout.fnmatch_lines([f"{RECORDING} NOT updated: {path}:{second}: a second recording*"])
         output = result.stdout.str()

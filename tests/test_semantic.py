@@ -294,8 +294,8 @@ def test_snapshot_that_is_not_utf8_is_an_error_and_left_untouched(run, snap):
     for args in ([], ["--snapshot-update"]):
         result = run("-k", "not strict", *args)
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines([f"*{path}: line 3: not UTF-8 text (byte 0xe9 at offset 63). It is not a "
-                                     "pytest-llmmetrics snapshot and was left untouched*"])
+        result.stdout.fnmatch_lines([(f"*{path}: line 3: not UTF-8 text (byte 0xe9 at offset 63). It is not a "
+                                      "pytest-llmmetrics snapshot and was left untouched*")])
         clean(result)
         assert path.read_bytes() == broken
 
@@ -477,8 +477,8 @@ def test_llm_snapshot_without_syrupy_says_to_enable_it(run, bot):
     ))
     result = run("-p", "no:syrupy")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*test_a.py::test_snap: llm_snapshot needs the syrupy pytest plugin, and this run "
-                                 "switched it off (-p no:syrupy *). Remove -p no:syrupy to run snapshot tests*"])
+    result.stdout.fnmatch_lines([("*test_a.py::test_snap: llm_snapshot needs the syrupy pytest plugin, and this run "
+                                  "switched it off (-p no:syrupy *). Remove -p no:syrupy to run snapshot tests*")])
     assert "fixture 'snapshot' not found" not in clean(result)
 
 
@@ -506,8 +506,8 @@ def test_unusable_cache_path_is_a_warning_and_the_run_goes_on_uncached(run, bot,
     before = sorted(str(p.relative_to(bot.path)) for p in (bot.path / ".llmmetrics").rglob("*"))
     result = run()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*embedding cache *embeddings.sqlite3 cannot be used (*); this run goes on "
-                                 "without it. Make its folder writable, remove what is in the way*"])
+    result.stdout.fnmatch_lines([("*embedding cache *embeddings.sqlite3 cannot be used (*); this run goes on "
+                                  "without it. Make its folder writable, remove what is in the way*")])
     clean(result)
     after = sorted(str(p.relative_to(bot.path)) for p in (bot.path / ".llmmetrics").rglob("*")
                    if p.parent.name != "history")

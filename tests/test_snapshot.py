@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("syrupy")
 
-from pytest_llmmetrics.errors import ConfigError  # noqa: E402
-from pytest_llmmetrics.files import atomic_write_text  # noqa: E402
-from pytest_llmmetrics.snapshot import (  # noqa: E402
+from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.files import atomic_write_text
+from pytest_llmmetrics.snapshot import (
     SemanticSnapshotExtension,
     Stored,
     _lines,
