@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import LLMMetricsWarning
+from .files import create_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL);
@@ -37,26 +38,37 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
 
 
 class EmbeddingCache:
-    """``<llm_metrics_dir>/cache/embeddings.sqlite3``; opened on first use."""
+    """``<llm_metrics_dir>/cache/embeddings.sqlite3``; opened on first use.
+
+    A path where no database can live (a folder in its place, a read-only
+    folder) is a warning, and the run goes on without the cache.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._unusable = False
 
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            ignore = self.path.parent / ".gitignore"
-            if not ignore.exists():
-                ignore.write_text("# pytest-llmmetrics cache: never commit\n*\n")
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._unusable:
             try:
-                self._db = self._open()
-            except sqlite3.DatabaseError as exc:
-                self._discard(exc)
-                self._db = self._open()
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                ignore = self.path.parent / ".gitignore"
+                if not ignore.exists():
+                    ignore.write_text("# pytest-llmmetrics cache: never commit\n*\n")
+                try:
+                    self._db = self._open()
+                except sqlite3.DatabaseError as exc:
+                    if not self.path.is_file():  # nothing to start again from: a folder, an unwritable place
+                        raise
+                    self._discard(exc)
+                    self._db = self._open()
+            except (OSError, sqlite3.Error) as exc:
+                self._give_up(exc)
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        create_file(self.path)  # with the umask's permissions: SQLite would make it 0644 whatever the umask
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -68,7 +80,20 @@ class EmbeddingCache:
             raise
         return db
 
+    def _give_up(self, exc: Exception) -> None:
+        """Run on without the cache: every text is encoded (and every similarity computed) afresh."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if not self._unusable:
+            self._unusable = True
+            warnings.warn(LLMMetricsWarning(
+                f"embedding cache {self.path} cannot be used ({exc}); this run goes on without it. "
+                "Make its folder writable, remove what is in the way, or point llm_metrics_dir elsewhere"
+            ), stacklevel=4)
+
     def _discard(self, exc: Exception) -> None:
+        """Drop a broken database file (and its WAL) to start a new one; raises OSError if it cannot."""
         warnings.warn(
             LLMMetricsWarning(f"embedding cache {self.path} is unreadable ({exc}); starting a new one"),
             stacklevel=3,
@@ -83,37 +108,45 @@ class EmbeddingCache:
                 pass
 
     def _query(self, sql: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
         for attempt in (1, 2):
+            db = self._connect()
+            if db is None:
+                return []
             try:
-                db = self._connect()
-                rows = []
+                rows: list[tuple[Any, ...]] = []
                 for chunk in _chunks(keys):
                     marks = ",".join("?" * len(chunk))
                     rows.extend(db.execute(sql.format(marks=marks), tuple(chunk)).fetchall())
                 return rows
             except sqlite3.DatabaseError as exc:
-                if attempt == 2:
-                    raise
-                self._discard(exc)
-        return rows
+                self._recover(exc, attempt)
+        return []
 
     def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
         rows = list(rows)
         if not rows:
             return
         for attempt in (1, 2):
+            db = self._connect()
+            if db is None:
+                return
             try:
-                db = self._connect()
                 with db:  # one transaction: concurrent workers queue on SQLite's lock
                     db.execute("BEGIN IMMEDIATE")
                     db.executemany(sql, rows)
                 return
             except sqlite3.DatabaseError as exc:
-                if attempt == 2:
-                    warnings.warn(LLMMetricsWarning(f"could not write the embedding cache {self.path}: {exc}"))
-                    return
-                self._discard(exc)
+                self._recover(exc, attempt)
+
+    def _recover(self, exc: sqlite3.DatabaseError, attempt: int) -> None:
+        """After a failed statement: start a new database once, then give up on the cache."""
+        if attempt == 2:
+            self._give_up(exc)
+            return
+        try:
+            self._discard(exc)
+        except OSError as why:
+            self._give_up(why)
 
     def get_embeddings(self, model: str, texts: Sequence[str]) -> dict[str, Any]:
         import numpy as np

@@ -1,22 +1,39 @@
-"""Writing files users commit (snapshots, baseline, recordings): atomically, never half-written."""
+"""Files users commit (snapshots, baseline, recordings) and caches: read strictly, written atomically with the umask."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
+
+from .errors import ConfigError
+
+# Every file the plugin creates asks for rw-rw-rw- and lets the umask (and a
+# folder's default ACL) take away what the user wants taken away, as ``open()``
+# and ``git checkout`` do: 0644 under umask 022, 0664 under 002.
+FILE_MODE = 0o666
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync it, then ``os.replace`` it into place.
+    """Write ``text`` (UTF-8, line endings as given) to a temp file beside ``path``, fsync it, then
+    ``os.replace`` it into place.
 
     A reader (or a crash) sees the old file or the new one, never a torn mix.
+    The file gets the permissions the umask gives (not ``tempfile.mkstemp``'s 0600).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    data = text.encode("utf-8")
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, _CREATE, FILE_MODE)
+        except FileExistsError:
+            continue
+        break
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -26,3 +43,30 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def create_file(path: Path) -> None:
+    """Create ``path`` empty with the umask's permissions, unless it exists.
+
+    For files another library then opens and fills (SQLite gives a new database
+    0644 whatever the umask; its -wal and -shm files copy the database's mode).
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), FILE_MODE))
+    except FileExistsError:
+        pass
+
+
+def read_text(path: Path | str, fix: str) -> str:
+    """A committed file's text, bytes as they are (no newline translation: a ``\\r\\n`` stays one).
+
+    A file that is not UTF-8 is a `ConfigError` naming it and the line, ending with ``fix`` (what to do).
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}). {fix}"
+        ) from None

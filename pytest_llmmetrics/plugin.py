@@ -144,9 +144,10 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any("llm_snapshot" in getattr(item, "fixturenames", ()) for item in session.items):
-        from .snapshot import register_selected
+        from .snapshot import KeepSnapshotsOfFailedTests, register_selected
 
         register_selected(session.items)
+        KeepSnapshotsOfFailedTests.register(session.config, session.items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -102,16 +102,30 @@ def get(config: pytest.Config, dest: str) -> Any:
         if value is not None:
             return value
     if opt.ini:
-        value = config.getini(opt.ini)
+        value = _ini(config, opt.ini)
         if value not in (None, "", []):
             return value
     return opt.default
 
 
+def _ini(config: pytest.Config, name: str) -> Any:
+    """``config.getini``; a value pytest cannot parse (``= maybe`` for a bool) is a usage error naming the key.
+
+    pytest 8 raises a bare ``ValueError``, pytest 9 a ``UsageError``; neither names the key.
+    """
+    try:
+        return config.getini(name)
+    except (ValueError, pytest.UsageError) as exc:
+        where = f" in {config.inipath}" if config.inipath else ""
+        raise pytest.UsageError(
+            f"{name}{where}: {exc}; write true or false (yes/no, on/off and 1/0 work too)"
+        ) from None
+
+
 def _is_set(config: pytest.Config, opt: Option) -> bool:
     if opt.flag and config.getoption(opt.dest, None) is not None:
         return True
-    return bool(opt.ini and config.getini(opt.ini) not in (None, "", [], False))
+    return bool(opt.ini and _ini(config, opt.ini) not in (None, "", [], False))
 
 
 def check_config(config: pytest.Config) -> None:

@@ -2,16 +2,18 @@
 
 Each snapshot is one human-readable text file,
 ``__snapshots__/<test module>/<test name>.llm.txt``: a header naming the
-embedding model it was compared with, then the reference text as it reads.
-One file per snapshot means no two xdist workers ever write the same file.
+embedding model it was compared with, then the reference text exactly as the
+model wrote it (line endings, trailing spaces and all; UTF-8). One file per
+snapshot means no two xdist workers ever write the same file.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 import os
-import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -21,8 +23,8 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from .embeddings import check_threshold, get_engine
-from .errors import ConfigError
-from .files import atomic_write_text
+from .errors import ConfigError, LLMMetricsError
+from .files import atomic_write_text, read_text
 from .redact import scrub
 from .response import Response
 
@@ -46,10 +48,18 @@ class Stored:
 
 
 def render(model: str, text: str, samples: int | None = None) -> str:
+    """A snapshot file's text; `parse` gives ``text`` back exactly, whatever it holds."""
     lines = [f"{MODEL_FIELD}: {model}"]
     if samples is not None:
         lines.append(f"{SAMPLES_FIELD}: {samples} (stored: the most central sample)")
     return "\n".join(lines) + f"\n{SEPARATOR}\n{text}\n"
+
+
+def read(path: str | Path) -> str:
+    """A snapshot file's text, exactly as stored; not UTF-8 is a `ConfigError` naming the file."""
+    return read_text(path, "It is not a pytest-llmmetrics snapshot and was left untouched: fix its encoding "
+                           "(git diff / git checkout it), or delete it and run pytest --snapshot-update to record "
+                           "it again")
 
 
 def parse(data: str, where: str) -> Stored:
@@ -70,7 +80,7 @@ def parse(data: str, where: str) -> Stored:
         raise ConfigError(f"{where}: line 1: the header has no '{MODEL_FIELD}:' field")
     samples_text = fields.get(SAMPLES_FIELD, "").split(" ", 1)[0]
     return Stored(fields[MODEL_FIELD], body[:-1] if body.endswith("\n") else body,
-                  int(samples_text) if samples_text.isdigit() else None)
+                  int(samples_text) if samples_text.isascii() and samples_text.isdigit() else None)
 
 
 def texts_of(data: Any) -> list[str]:
@@ -116,8 +126,34 @@ class Verdict:
         return [f"{head} (embedding model {self.model})"]
 
 
-def _sentences(text: str) -> list[str]:
-    return [s for s in re.split(r"(?<=[.!?])\s+|\n", text) if s.strip()]
+def _lines(text: str) -> list[str]:
+    """The text's own lines for the diff; a carriage return shows as ``\\r`` rather than moving the cursor."""
+    return [line.replace("\r", "\\r") for line in text.split("\n")]
+
+
+# What a file name cannot hold (syrupy's rule for single-file snapshots): these
+# characters and every control/format character are dropped.
+_NOT_IN_FILE_NAMES = frozenset('\\/?*:|"<>')
+_MAX_STEM = 255 - len(".llm.txt")
+
+
+def _clean(name: str) -> str:
+    return "".join(c for c in name if c not in _NOT_IN_FILE_NAMES and not unicodedata.category(c).startswith("C"))
+
+
+def file_stem(test_name: str, index_suffix: str = "") -> str:
+    """The snapshot file name (without ``.llm.txt``) of a test's snapshot name and assert index.
+
+    Where dropping characters changed the name, ``~`` and 8 hex digits of a hash
+    of the full name follow it, so ``test_path[a/b]`` and ``test_path[ab]`` keep
+    apart (``test_path[ab]~cc5b2fe0`` and ``test_path[ab]``); every other name is
+    syrupy's, so existing snapshots keep their files.
+    """
+    clean, index_part = _clean(test_name), _clean(index_suffix)
+    if clean == test_name:
+        return (clean + index_part)[:_MAX_STEM]
+    tag = "~" + hashlib.blake2b(test_name.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return clean[: _MAX_STEM - len(tag) - len(index_part)] + tag + index_part
 
 
 _PATHS: dict[tuple[str, ...], str] = {}
@@ -156,6 +192,32 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         key = ("discovery", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
         parent = super(SemanticSnapshotExtension, cls)
         return _remember(key, lambda: parent.discovery_dirname(test_location=test_location))
+
+    @classmethod
+    def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
+        """syrupy's name (test name, ``.N`` for a later assert), distinct where characters were dropped."""
+        suffix = f"[{index}]" if isinstance(index, str) else f".{index}" if index else ""
+        return file_stem(test_location.snapshot_name, suffix)
+
+    @classmethod
+    def matches_test_location(cls, *, test_location: Any, snapshot_location: str) -> bool:
+        """Which test owns a snapshot file, for syrupy's unused-snapshot report: ours, by `file_stem`, too."""
+        if super().matches_test_location(test_location=test_location, snapshot_location=snapshot_location):
+            return True
+        loc = Path(snapshot_location)
+        suffix = f".{cls.file_extension}"
+        if not loc.name.endswith(suffix) or loc.parent.name != test_location.basename:
+            return False
+        stem, own = loc.name[: -len(suffix)], cls.get_snapshot_name(test_location=test_location)
+        return (stem == own or stem.startswith((own + ".", own + "["))) and (
+            test_location.matches_snapshot_site(snapshot_location))
+
+    def read_snapshot_data_from_location(self, *, snapshot_location: str, snapshot_name: str,
+                                         session_id: str) -> str | None:
+        try:
+            return read(snapshot_location)
+        except FileNotFoundError:
+            return None
 
     @classmethod
     def get_location(cls, *, test_location: Any, index: Any) -> str:
@@ -204,7 +266,7 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         new = verdict.worst if verdict is not None and verdict.n > 1 else parse(str(serialized_data), "reply").text
         old = parse(str(snapshot_data), self.location).text if snapshot_data else ""
         label = "least similar sample" if verdict is not None and verdict.n > 1 else "reply"
-        diff = list(difflib.unified_diff(_sentences(old), _sentences(new), "stored", label, lineterm="", n=2))
+        diff = list(difflib.unified_diff(_lines(old), _lines(new), "stored", label, lineterm="", n=2))
         yield from diff or ["(stored and new text are identical)"]
 
     @classmethod
@@ -236,6 +298,8 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         extension.verdict = None
         ok = super()._assert(data)
         result = self.executions[self.num_executions - 1]
+        if isinstance(result.exception, LLMMetricsError):
+            raise result.exception  # a broken snapshot file: its own message, not syrupy's traceback dump
         verdict = extension.verdict
         if self.recorder is not None:
             self.recorder.fingerprint["embedding_model"] = get_engine().identity
@@ -268,7 +332,40 @@ def register_selected(items: list[pytest.Item]) -> None:
         if folder is None:
             folder = folders[path] = path.parent / SemanticSnapshotExtension.snapshot_dirname / path.stem
         # syrupy's snapshot name: the classes (as in the node id), then the test name
-        _SELECTED.add((folder, ".".join(item.nodeid.split("::")[1:-1] + [item.name])))
+        _SELECTED.add((folder, file_stem(".".join(item.nodeid.split("::")[1:-1] + [item.name]))))
+
+
+class KeepSnapshotsOfFailedTests:
+    """A test that failed or errored before its ``llm_snapshot`` assert keeps its snapshots.
+
+    syrupy calls a snapshot unused when its test ran without asserting it, and
+    ``--snapshot-update`` deletes it: a model server down for one run would wipe
+    the references. syrupy keeps the snapshots of skipped tests (it cannot know
+    what they would assert), so a failed ``llm_snapshot`` test is reported to it
+    as skipped; pytest still counts it as failed. syrupy has no public hook for
+    this: ``SnapshotSession.ran_item`` is what its own ``pytest_runtest_logreport``
+    calls. Under xdist each worker tells its own syrupy session, whose report
+    the controller merges.
+    """
+
+    NAME = "llmmetrics-snapshot-keeper"
+
+    def __init__(self, config: pytest.Config, nodeids: set[str]) -> None:
+        self.config = config
+        self.nodeids = nodeids
+
+    @classmethod
+    def register(cls, config: pytest.Config, items: list[pytest.Item]) -> None:
+        nodeids = {item.nodeid for item in items if "llm_snapshot" in getattr(item, "fixturenames", ())}
+        if nodeids and not config.pluginmanager.has_plugin(cls.NAME):
+            config.pluginmanager.register(cls(config, nodeids), cls.NAME)
+
+    @pytest.hookimpl(trylast=True)  # after syrupy's own, which records the outcome
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed and report.when != "teardown" and report.nodeid in self.nodeids:
+            ran_item = getattr(getattr(self.config, "_syrupy", None), "ran_item", None)
+            if ran_item is not None:
+                ran_item(report.nodeid, "skipped")
 
 
 def prefetch_references(engine: Any) -> None:
@@ -292,7 +389,7 @@ def prefetch_references(engine: Any) -> None:
             if stem not in names and stem.rsplit(".", 1)[0] not in names:
                 continue
             try:
-                stored = parse(Path(entry.path).read_text(encoding="utf-8"), entry.path)
+                stored = parse(read(entry.path), entry.path)
             except (OSError, ConfigError):
                 continue  # reported by the test that owns it
             if stored.model == engine.identity:
@@ -303,6 +400,12 @@ def prefetch_references(engine: Any) -> None:
 def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) -> LLMSnapshotAssertion:
     from syrupy.location import PyTestLocation
 
+    if not request.config.pluginmanager.hasplugin("syrupy"):
+        raise ConfigError(
+            f"{request.node.nodeid}: llm_snapshot needs the syrupy pytest plugin, and this run switched it off "
+            "(-p no:syrupy on the command line, in addopts or in PYTEST_ADDOPTS). Remove -p no:syrupy to run "
+            "snapshot tests, or deselect them (-k 'not ...')"
+        )
     # What syrupy's own ``snapshot`` fixture does; building it directly saves
     # registering a second, unused assertion per test.
     session = getattr(request.config, "_syrupy", None)

@@ -221,14 +221,17 @@ def test_bad_option_is_a_usage_error(bot, args, expected):
         ("llm_retry_backoff = soon", "llm_retry_backoff: 'soon' must be a number >= 0.0"),
         ("llm_similarity_threshold = 1.5", "llm_similarity_threshold: '1.5' must be a number in (0, 1]"),
         ("llm_similarity_threshold = high", "llm_similarity_threshold: 'high' must be a number in (0, 1]"),
+        ("llm_fail_on_regression = maybe",
+         "llm_fail_on_regression in {ini}: invalid truth value 'maybe'; write true or false"),
     ],
 )
 def test_bad_ini_is_a_usage_error(bot, ini, expected):
-    bot.makeini(f"[pytest]\n{ini}\n")
+    path = bot.makeini(f"[pytest]\n{ini}\n")
     bot.makepyfile(test_a="def test_a(): pass")
     result = bot.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert expected in result.stderr.str()
+    assert expected.format(ini=path) in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from conftest import dedent
+from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.recording import dump, load, request_key
 from pytest_llmmetrics.redact import safe_params
 from servers import FaultServer, free_port
@@ -228,6 +229,53 @@ def test_malformed_entry_names_its_line(tmp_path):
     path.write_text(good.replace('"latency_s": 0.5', '"latency_s": "fast"'))
     with pytest.raises(Exception, match=r"r.llm.json:6: recording 0 is malformed: reply field 'latency_s' has a "
                                         r"bad value 'fast'"):
+        load(path)
+
+
+def test_a_merge_that_kept_both_recordings_of_a_request_names_both_lines(run, counter):
+    counter.makepyfile(test_a=SUITE)
+    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    path = counter.path / RECORDING
+    data = json.loads(path.read_text())
+    # What git leaves when two branches recorded the same request and the merge kept both sides.
+    twin = json.loads(json.dumps(data["recordings"][0]))
+    twin["replies"][0]["text"] = "the other branch's reply"
+    data["recordings"].insert(1, twin)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    path.write_text(text)
+    first, second = [i for i, line in enumerate(text.splitlines(), 1) if f'"key": "{twin["key"]}"' in line]
+    for mode in ("none", "new_episodes", "all"):
+        result = run(f"--llm-record-mode={mode}")
+        result.assert_outcomes(failed=3 if mode != "all" else 0, passed=0 if mode != "all" else 3)
+        if mode != "all":
+            result.stdout.fnmatch_lines([(
+                f"*{path}:{second}: a second recording of the request recorded on line {first} (key '{twin['key']}', "
+                "tests 'test_a.py::test_one' and 'test_a.py::test_one'), as a git merge that kept both sides leaves "
+                "it. Keep the entry you want and delete the other.*left untouched*")])
+        else:  # "all" records afresh, but never over a file it cannot read
+            result.stdout.fnmatch_lines([f"{RECORDING} NOT updated: {path}:{second}: a second recording*"])
+        output = result.stdout.str()
+        assert "Traceback" not in output and "INTERNALERROR" not in output
+        assert path.read_text() == text
+
+
+def test_a_field_twice_in_one_object_names_both_lines(tmp_path):
+    good = dump({"k1": {"key": "k1", "test": "t", "model": "m", "params": {}, "messages": [
+        {"role": "user", "content": "hi"}], "replies": [{"text": "yo", "latency_s": 0.5}]}})
+    path = tmp_path / "r.llm.json"
+    path.write_text(good.replace('      "model": "m",\n', '      "model": "m",\n      "model": "gpt-4o",\n'))
+    with pytest.raises(ConfigError, match=r"r\.llm\.json:9: the field 'model' appears twice in one object \(first "
+                                          r"on line 8\), as a git merge that kept both sides leaves it\."):
+        load(path)
+    # The same name in different objects is fine.
+    path.write_text(good)
+    assert list(load(path)) == ["k1"]
+
+
+def test_a_recording_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "r.llm.json"
+    path.write_bytes(b'{\n  "format": "caf\xe9"\n}\n')
+    with pytest.raises(ConfigError, match=r"r\.llm\.json: line 2: not UTF-8 text .*left untouched"):
         load(path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import subprocess
@@ -129,6 +130,7 @@ def test_hand_broken_snapshot_is_reported_not_overwritten(snap):
     result = snap.runpytest_subprocess("-k", "not strict")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*{path}: line 1: not a pytest-llmmetrics snapshot*"])
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
     assert path.read_text() == "You can return any item within 30 days.\n"
 
 
@@ -274,6 +276,246 @@ def test_single_file_snapshot_folders_are_not_collected(pytester):
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=1)
     pytester.runpytest_subprocess("-p", "no:llmmetrics").assert_outcomes(passed=1, failed=1)
+
+
+# --- files a user or a merge broke ---------------------------------------------------
+
+def clean(result: pytest.RunResult) -> str:
+    output = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in output and "INTERNALERROR" not in output
+    return output
+
+
+def test_snapshot_that_is_not_utf8_is_an_error_and_left_untouched(run, snap):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    path = snapshot_file(snap)
+    broken = b"embedding-model: sentence-transformers/all-MiniLM-L6-v2\n---\nCaf\xe9 au lait, 30 days.\n"
+    path.write_bytes(broken)  # saved as Latin-1 by an editor
+    for args in ([], ["--snapshot-update"]):
+        result = run("-k", "not strict", *args)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([(f"*{path}: line 3: not UTF-8 text (byte 0xe9 at offset 63). It is not a "
+                                      "pytest-llmmetrics snapshot and was left untouched*")])
+        clean(result)
+        assert path.read_bytes() == broken
+
+
+PARAMETRISED = dedent(
+    """
+    import pytest
+
+    REPLIES = {
+        "a/b": "You can return any item within 30 days of delivery for a full refund.",
+        "ab": "Our kettles come in red, blue and a very fetching shade of green.",
+        "a:b": "We ship every order within two working days.",
+    }
+
+    @pytest.mark.parametrize("key", list(REPLIES), ids=list(REPLIES))
+    def test_path(key, llm_snapshot):
+        assert REPLIES[key] == llm_snapshot(threshold=0.99)
+    """
+)
+
+
+def test_ids_that_sanitise_alike_get_their_own_snapshot_files(run, bot):
+    bot.makepyfile(test_ids=PARAMETRISED)
+    result = run("--snapshot-update")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*3 snapshots generated.*"])
+    folder = bot.path / "__snapshots__" / "test_ids"
+    files = sorted(p.name for p in folder.iterdir())
+    assert len(files) == 3 and "test_path[ab].llm.txt" in files  # a clean id keeps syrupy's name
+    assert all(re.fullmatch(r"test_path\[ab\](~[0-9a-f]{8})?\.llm\.txt", name) for name in files)
+    texts = {(folder / name).read_text().split("---\n", 1)[1] for name in files}
+    assert len(texts) == 3  # each id kept its own reply
+    result = run()
+    result.assert_outcomes(passed=3)
+    assert "unused" not in clean(result)
+    result = run("--snapshot-update")
+    result.stdout.fnmatch_lines(["*3 snapshots passed.*"])
+    assert "deleted" not in clean(result) and sorted(p.name for p in folder.iterdir()) == files
+
+
+KEEPER = dedent(
+    """
+    import os
+    import pytest
+
+    pytestmark = pytest.mark.llm(model="py:flaky:reply")
+
+    @pytest.fixture
+    def server():
+        if os.environ.get("DOWN"):
+            raise ConnectionError("the model server is down")
+
+    def test_call_fails(llm, llm_snapshot):
+        assert llm("What is your refund policy?") == llm_snapshot
+
+    def test_setup_errors(server, llm, llm_snapshot):
+        assert llm("How fast do you ship?") == llm_snapshot
+
+    def test_second_assert_missed(llm, llm_snapshot):
+        assert llm("What is your refund policy?") == llm_snapshot
+        assert llm("How fast do you ship?") == llm_snapshot
+
+    def test_passes(llm_snapshot):
+        assert "Our kettles come in red." == llm_snapshot
+    """
+)
+FLAKY = dedent(
+    """
+    import os
+
+    CALLS = [0]
+
+    def reply(messages, **params):
+        CALLS[0] += 1
+        if os.environ.get("DOWN") and CALLS[0] > int(os.environ.get("DOWN_AFTER", "0")):
+            raise ConnectionError("the model server is down")
+        if "refund" in messages[-1]["content"]:
+            return "You can return any item within 30 days of delivery for a full refund."
+        return "We ship every order within two working days."
+    """
+)
+
+
+def test_snapshot_update_keeps_the_snapshots_of_tests_that_failed_before_asserting(run, bot, monkeypatch):
+    bot.makepyfile(test_keep=KEEPER, flaky=FLAKY)
+    run("--snapshot-update").assert_outcomes(passed=4)
+    folder = bot.path / "__snapshots__" / "test_keep"
+    stored = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert sorted(stored) == ["test_call_fails.llm.txt", "test_passes.llm.txt", "test_second_assert_missed.1.llm.txt",
+                              "test_second_assert_missed.llm.txt", "test_setup_errors.llm.txt"]
+    # A test that is gone: its snapshot is unused, and only that one.
+    bot.makepyfile(test_keep=KEEPER.replace("def test_passes", "def _gone"), flaky=FLAKY)
+    monkeypatch.setenv("DOWN", "1")
+    result = run()
+    result.assert_outcomes(failed=2, errors=1)
+    result.stdout.fnmatch_lines(["*1 snapshot unused.*", "*the model server is down*"])
+    result = run("--snapshot-update")
+    result.assert_outcomes(failed=2, errors=1)
+    result.stdout.fnmatch_lines(["*1 unused snapshot deleted.*"])
+    clean(result)
+    left = {p.name: p.read_bytes() for p in folder.iterdir()}
+    del stored["test_passes.llm.txt"]
+    assert left == stored  # the tests that failed before their assert kept their snapshots, untouched
+    # Down after the first call: the first assert passed, the second was never reached.
+    monkeypatch.setenv("DOWN_AFTER", "1")
+    result = run("--snapshot-update", "-k", "second_assert")
+    result.assert_outcomes(failed=1)
+    assert "deleted" not in clean(result)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == stored
+
+
+EXACT = dedent(
+    """
+    import pytest
+
+    REPLIES = {
+        "crlf": "Line one.\\r\\nLine two.\\r\\n",
+        "lone-cr": "Progress 50%\\rProgress 100%",
+        "trailing": "Done.   \\n\\n\\n",
+        "dashes": "---\\ntitle: not a header\\n---\\nbody",
+        "unicode": "Gr\\u00fc\\u00dfe \\U0001f44b\\u2028na\\u00efve \\u00a0",
+        "empty": "",
+    }
+
+    @pytest.mark.parametrize("kind", list(REPLIES), ids=list(REPLIES))
+    def test_exact(kind, llm_snapshot):
+        assert REPLIES[kind] == llm_snapshot(threshold=1.0)
+    """
+)
+
+
+def test_snapshots_round_trip_any_text_exactly(run, bot):
+    bot.makepyfile(test_exact=EXACT)
+    run("--snapshot-update").assert_outcomes(passed=6)
+    folder = bot.path / "__snapshots__" / "test_exact"
+    header = b"embedding-model: sentence-transformers/all-MiniLM-L6-v2\n---\n"
+    assert (folder / "test_exact[crlf].llm.txt").read_bytes() == header + b"Line one.\r\nLine two.\r\n\n"
+    assert (folder / "test_exact[lone-cr].llm.txt").read_bytes() == header + b"Progress 50%\rProgress 100%\n"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    result = run()
+    result.assert_outcomes(passed=6)  # identical text scores exactly 1.0; a changed one would not
+    result = run("--snapshot-update")
+    result.stdout.fnmatch_lines(["*6 snapshots passed.*"])
+    assert not re.search(r"\d+ snapshots? updated", clean(result))
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_failure_diff_shows_the_replies_own_lines(run, bot, monkeypatch):
+    bot.makepyfile(test_diff=dedent(
+        """
+        import os
+
+        def test_diff(llm_snapshot):
+            reply = os.environ.get("REPLY", "You can return any item within 30 days. Keep your receipt.")
+            assert reply == llm_snapshot
+        """
+    ))
+    run("--snapshot-update").assert_outcomes(passed=1)
+    monkeypatch.setenv("REPLY", "Our kettles come in red. And blue.\rAnd green.")
+    result = run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*@@ -1 +1 @@",
+        "*-You can return any item within 30 days. Keep your receipt.",
+        "*+Our kettles come in red. And blue.\\rAnd green.",
+    ])
+    assert "-Keep your receipt." not in clean(result)  # no line break the texts do not have
+
+
+def test_llm_snapshot_without_syrupy_says_to_enable_it(run, bot):
+    bot.makepyfile(test_a=dedent(
+        """
+        def test_snap(llm_snapshot):
+            assert "x" == llm_snapshot
+
+        def test_plain():
+            pass
+        """
+    ))
+    result = run("-p", "no:syrupy")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([("*test_a.py::test_snap: llm_snapshot needs the syrupy pytest plugin, and this run "
+                                  "switched it off (-p no:syrupy *). Remove -p no:syrupy to run snapshot tests*")])
+    assert "fixture 'snapshot' not found" not in clean(result)
+
+
+@pytest.mark.parametrize("obstacle", ["folder-in-the-way", "file-in-the-way", "read-only-folder"])
+def test_unusable_cache_path_is_a_warning_and_the_run_goes_on_uncached(run, bot, obstacle):
+    if obstacle == "read-only-folder" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    bot.makepyfile(test_a=dedent(
+        """
+        from pytest_llmmetrics import metrics
+
+        def test_a(llm_metrics):
+            llm_metrics.expect("Paris is the capital of France.", metrics.similarity("France's capital is Paris."))
+        """
+    ))
+    cache = bot.path / ".llmmetrics" / "cache"
+    if obstacle == "folder-in-the-way":
+        (cache / "embeddings.sqlite3").mkdir(parents=True)
+    elif obstacle == "file-in-the-way":
+        cache.parent.mkdir()
+        cache.write_text("a file where the cache folder should be")
+    else:
+        cache.mkdir(parents=True)
+        cache.chmod(0o555)
+    before = sorted(str(p.relative_to(bot.path)) for p in (bot.path / ".llmmetrics").rglob("*"))
+    result = run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([("*embedding cache *embeddings.sqlite3 cannot be used (*); this run goes on "
+                                  "without it. Make its folder writable, remove what is in the way*")])
+    clean(result)
+    after = sorted(str(p.relative_to(bot.path)) for p in (bot.path / ".llmmetrics").rglob("*")
+                   if p.parent.name != "history")
+    if obstacle == "folder-in-the-way":
+        before.append(".llmmetrics/cache/.gitignore")  # the folder itself is usable
+    assert after == sorted(set(before) | {".llmmetrics/history"})
+    if obstacle == "folder-in-the-way":
+        assert list((cache / "embeddings.sqlite3").iterdir()) == []
 
 
 NOISE = dedent(
