@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from .errors import ConfigError, LLMMetricsWarning
-from .files import atomic_write_text
+from .files import atomic_write_text, read_text
 
 FORMAT = 1
 BASELINE = "baseline.json"
@@ -90,7 +90,7 @@ def dumps_baseline(tests: Tests) -> str:
 def load_baseline(path: Path) -> Tests | None:
     """The baseline's tests, or None when there is no baseline yet."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, "Fix the file, or delete it and run pytest --llm-baseline-update; it was left untouched.")
     except FileNotFoundError:
         return None
     try:

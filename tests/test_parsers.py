@@ -149,3 +149,50 @@ def test_any_marker_arguments(kwargs):
     else:
         merged = llm_settings.apply(llm_settings.LLMSettings(), kwargs)
         assert merged.call_params()["max_tokens"] >= 1
+
+
+recording_entries = st.fixed_dictionaries(
+    {"key": st.text(max_size=6) | json_values, "test": st.text(max_size=8) | json_values,
+     "model": st.sampled_from(["py:bot:reply", "local"]) | json_values,
+     "params": st.dictionaries(st.text(max_size=4), json_values, max_size=2) | json_values,
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "x"]),
+                                                 "content": st.text(max_size=10) | json_values}), max_size=2)
+     | json_values,
+     "replies": st.lists(st.fixed_dictionaries({"text": st.text(max_size=10) | st.lists(st.text(max_size=4)) | json_values},
+                                               optional={"latency_s": json_values, "prompt_tokens": json_values,
+                                                         "completion_tokens": json_values,
+                                                         "finish_reason": json_values}), max_size=2) | json_values},
+)
+
+
+def check_recording_file(path: Path, data: bytes) -> None:
+    from pytest_llmmetrics import recording
+
+    path.write_bytes(data)
+    try:
+        entries = recording.load(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}:"), exc
+    else:
+        assert isinstance(entries, dict)
+        recording.dump(entries)  # what loads can be written back
+    assert path.read_bytes() == data
+
+
+@TEXT
+@given(st.text(max_size=300))
+def test_any_text_as_a_recordings_file(tmp_path_factory, text):
+    check_recording_file(tmp_path_factory.mktemp("r") / "test_x.llm.json", text.encode())
+
+
+@STRUCTURED
+@given(st.lists(recording_entries, max_size=3), st.sampled_from(["pytest-llmmetrics recordings 1", "other"]))
+def test_any_json_shaped_recordings_file(tmp_path_factory, entries, fmt):
+    data = {"format": fmt, "about": "", "recordings": entries}
+    check_recording_file(tmp_path_factory.mktemp("r") / "test_x.llm.json", json.dumps(data, indent=2).encode())
+
+
+@TEXT
+@given(st.binary(max_size=200))
+def test_any_bytes_as_a_recordings_file(tmp_path_factory, data):
+    check_recording_file(tmp_path_factory.mktemp("r") / "test_x.llm.json", data)
