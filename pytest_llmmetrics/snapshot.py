@@ -266,6 +266,7 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         new = verdict.worst if verdict is not None and verdict.n > 1 else parse(str(serialized_data), "reply").text
         old = parse(str(snapshot_data), self.location).text if snapshot_data else ""
         label = "least similar sample" if verdict is not None and verdict.n > 1 else "reply"
+        old, new = scrub(old), scrub(new)  # a CI log must not show a secret the reply echoed
         diff = list(difflib.unified_diff(_lines(old), _lines(new), "stored", label, lineterm="", n=2))
         yield from diff or ["(stored and new text are identical)"]
 

@@ -114,3 +114,23 @@ def test_only_values_that_look_like_secrets_count(monkeypatch):
 
 def test_redaction_has_one_home():
     assert detectors._PII_PATTERNS["key"] == list(CREDENTIAL_PATTERNS.values())
+
+
+def test_a_snapshot_diff_shows_no_secret(pytester, monkeypatch):
+    pytest.importorskip("syrupy")
+    pytest.importorskip("sentence_transformers")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", TOKEN)
+    pytester.makepyfile(test_snap=dedent(
+        """
+        import os
+
+        def test_answer(llm_snapshot):
+            assert os.environ.get("REPLY", "Refunds take 30 days.") == llm_snapshot(threshold=0.99)
+        """))
+    pytester.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=1)
+    monkeypatch.setenv("REPLY", f"Your token is {TOKEN} and the key {OPENAI}.")
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "<redacted:MY_SERVICE_TOKEN>" in out
+    assert TOKEN not in out and "Abc123def456GHI789jkl012MNO345" not in out
