@@ -120,7 +120,9 @@ class LocalModel:
 
         timeout = self.timeout
         start = time.monotonic()
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+        if timeout is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=timeout):
             raise ModelError(self._busy(timeout))
         try:
             if self._llama is None:
@@ -140,17 +142,20 @@ class LocalModel:
                 self._stop = None
                 self._lock.release()
 
-        if deadline is None:
+        if timeout is None:
             out, latency = generate()
         else:
             try:
-                out, latency = run_with_timeout(generate, max(0.0, deadline - time.monotonic()), "llm-local")
+                out, latency = run_with_timeout(generate, max(0.0, start + timeout - time.monotonic()), "llm-local")
             except TimeoutError:
                 stop.set()
+            except BaseException:
+                stop.set()  # e.g. Ctrl-C: do not leave the model generating
+                raise
             if stop.is_set():
                 raise ModelError(
-                    f"{no_answer(f'model {SPEC!r}', self.timeout or 0)}; its generation was stopped. Lower "
-                    "max_tokens, shorten the prompt, or raise --llm-timeout / llm_timeout"
+                    f"{no_answer(f'model {SPEC!r}', timeout)}; its generation was stopped. Lower max_tokens, "
+                    "shorten the prompt, or raise --llm-timeout / llm_timeout"
                 )
         choice = out["choices"][0]
         usage = out.get("usage") or {}
@@ -199,7 +204,7 @@ class LocalModel:
             raise _parameter_error(params, exc) from None
         return out, time.perf_counter() - start
 
-    def _busy(self, timeout: float | None) -> str:
+    def _busy(self, timeout: float) -> str:
         stop = self._stop
         if stop is not None and stop.is_set():
             return (
@@ -260,7 +265,7 @@ def _stopper(eos: int, stop: threading.Event, deadline: float, given: Any) -> An
     from llama_cpp import LogitsProcessorList
 
     class Processors(LogitsProcessorList):  # type: ignore[misc]
-        def extend(self, more: Any) -> Processors:  # llama-cpp-python assigns extend()'s result (logit_bias)
+        def extend(self, more: Any) -> Processors:  # type: ignore[override] # llama.cpp assigns its result
             super().extend(more)
             return self
 

@@ -18,7 +18,7 @@ class Response:
     ``str(response)`` is the reply text, so a `Response` can be used wherever a
     string is expected. Fields a provider cannot fill stay ``None``; a check that
     needs one of them (``latency``, ``tokens``, ``cost``, ``not_truncated``) says
-    so instead of guessing.
+    so instead of guessing. ``text`` must be a str (``""`` for no text).
     """
 
     text: str
