@@ -53,10 +53,6 @@ def check_spec(spec: str) -> tuple[str, str]:
     raise ConfigError(f"unknown model spec {spec!r}; known specs: {KNOWN_SPECS}")
 
 
-# Parameters every call sends (LLMSettings.call_params), so a callable may require them.
-_ALWAYS_SENT = {"temperature": 0.0, "max_tokens": 256}
-
-
 class CallableModel:
     """A Python callable ``(messages, **params) -> str | Response`` used as the model.
 
@@ -72,7 +68,11 @@ class CallableModel:
         self._signature = _signature(fn)
         self._accepts = _accepted_params(self._signature)
         if self._signature is not None:
-            sent = {k: v for k, v in _ALWAYS_SENT.items() if self._accepts is None or k in self._accepts}
+            from .settings import LLMSettings
+
+            # What every call sends (a callable may require it), as far as the callable takes it.
+            always = LLMSettings().call_params()
+            sent = {k: v for k, v in always.items() if self._accepts is None or k in self._accepts}
             try:
                 self._signature.bind("messages", **sent)
             except TypeError as exc:
