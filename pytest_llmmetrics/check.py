@@ -121,7 +121,7 @@ class Check:
 
     def evaluate(self, reply: Response | str) -> Outcome:
         """Measure this check on one reply."""
-        result = self.measure(as_response(reply))
+        result = self.measure(as_response(reply, f"check {self.name!r}: the reply"))
         detail = ""
         if isinstance(result, Measurement):
             detail = result.detail

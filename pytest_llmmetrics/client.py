@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, ModelError, ReplyError
 from .providers import model_name
 from .response import Response
 from .settings import LLMSettings, apply, validate_kwargs
@@ -41,12 +43,14 @@ class LLM:
     prompt, if any); ``llm.chat(messages)`` sends a conversation;
     ``llm.sample(prompt, n)`` returns n replies. Keyword overrides take the
     marker's arguments: ``llm("Hi", temperature=0.7, max_tokens=50)``.
+    ``timeout``: seconds to wait for one answer (``--llm-timeout``), None for no limit.
     """
 
-    def __init__(self, model: Any, settings: LLMSettings, on_send: Any = None) -> None:
+    def __init__(self, model: Any, settings: LLMSettings, on_send: Any = None, timeout: float | None = None) -> None:
         self.model = model
         self.settings = settings
         self.name = model_name(model)
+        self.timeout = timeout
         self._on_send = on_send  # (model name, params, messages) -> None, for fingerprints
 
     def __repr__(self) -> str:
@@ -68,6 +72,8 @@ class LLM:
         same run gives the same samples. A model that answers requests in
         parallel (``max_concurrency`` > 1, e.g. ``openai:`` servers, bounded by
         ``llm_concurrency``) gets the n requests at once; replies keep their order.
+        The first sample that fails (or times out) fails the call, and samples not
+        yet sent are not sent.
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"llm.sample(): n must be an int >= 1, got {n!r}")
@@ -82,7 +88,12 @@ class LLM:
         # A server model (openai:) answers several requests at once: send them together, bounded.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-sample") as pool:
             futures = [pool.submit(self._call, messages, self._note(messages, s)) for s in each]
-            return [f.result() for f in futures]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # those not started yet; the others end within the timeout
+                raise
 
     def _settings(self, overrides: Mapping[str, Any]) -> LLMSettings:
         if not overrides:
@@ -108,13 +119,33 @@ class LLM:
         return params
 
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
-        return call_model(self.model, self.name, messages, params)
+        return call_model(self.model, self.name, messages, params, self.timeout)
 
 
-def call_model(model: Any, name: str, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
-    """Call a model and make its answer a `Response`, timed where the model did not time itself."""
+def call_model(model: Any, name: str, messages: list[dict[str, str]], params: dict[str, Any],
+               timeout: float | None = None) -> Response:
+    """Call a model and make its answer a `Response`, timed where the model did not time itself.
+
+    With a ``timeout`` (``--llm-timeout``), a model that does not end its own calls
+    in time (``enforces_timeout``: ``openai:``, ``local``, recorded replies) runs in
+    a daemon thread and is given up on after ``timeout`` seconds: the call fails
+    with a `ModelError`, and its late answer, if any, is dropped.
+    """
     start = time.perf_counter()
-    result = model(messages, **params)
+    try:
+        if timeout is None or getattr(model, "enforces_timeout", False):
+            result = model(messages, **params)
+        else:
+            try:
+                result = run_with_timeout(lambda: model(messages, **params), timeout, f"llm-call {name}")
+            except TimeoutError:
+                raise ModelError(
+                    f"{no_answer(f'model {name}', timeout)}. The call cannot be stopped and was left running in "
+                    "the background; this test fails and the run goes on. Make the model answer in time, or "
+                    "raise --llm-timeout / llm_timeout"
+                ) from None
+    except ReplyError as exc:  # Response(text=None) made inside the model
+        raise ModelError(f"model {name} returned an unusable reply: {exc}") from None
     elapsed = time.perf_counter() - start
     if isinstance(result, str):
         return Response(text=result, model=name, latency_s=elapsed)
@@ -129,3 +160,43 @@ def call_model(model: Any, name: str, messages: list[dict[str, str]], params: di
         f"model {name} returned {type(result).__name__} ({result!r:.80}); a model must return "
         "a str or a pytest_llmmetrics.Response"
     )
+
+
+def no_answer(model: str, timeout: float) -> str:
+    """The start of every "model gave no answer in time" message: the model and the limit."""
+    return f"{model} gave no answer within {timeout:g} s (--llm-timeout / llm_timeout)"
+
+
+T = TypeVar("T")
+
+
+def run_with_timeout(fn: Callable[[], T], timeout: float, thread_name: str) -> T:
+    """``fn()`` in a daemon thread; its result or exception, or `TimeoutError` after ``timeout`` seconds.
+
+    A Python thread cannot be killed: on a timeout ``fn`` goes on running, and
+    what it returns or raises then is dropped. A daemon thread never keeps the
+    interpreter from exiting, so a hung model cannot hang the end of the run.
+    The thread runs in a copy of the caller's context (context variables).
+    """
+    done = threading.Event()
+    outcome: list[Any] = []  # [True, result] or [False, exception]
+
+    def work() -> None:
+        try:
+            outcome.extend((True, fn()))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller, who re-raises it
+            outcome.extend((False, exc))
+        finally:
+            done.set()
+
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(work,), name=thread_name, daemon=True).start()
+    if not done.wait(timeout):
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    ok, value = outcome
+    if ok:
+        return value  # type: ignore[no-any-return]
+    try:
+        raise value
+    finally:
+        del value  # no reference cycle through the traceback

@@ -19,5 +19,12 @@ class ModelError(LLMMetricsError):
     """The model under test could not be called or gave something unusable."""
 
 
+class ReplyError(ConfigError, TypeError):
+    """A value used as a reply is not one: a `Response` whose text is not a str, ``expect(None)``.
+
+    Also a `TypeError`, which is what Python code raises for a value of the wrong type.
+    """
+
+
 class LLMMetricsWarning(UserWarning):
     """Something worth knowing that does not fail a test (a text cut for the embedding model, a dropped cache)."""

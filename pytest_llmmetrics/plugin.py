@@ -196,21 +196,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def model_cache(config: pytest.Config) -> ModelCache:
+    """The run's models, one per spec, loaded on first use."""
+    models = config.stash.get(MODELS_KEY, None)
+    if models is None:
+        from .providers import ModelCache
+
+        models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, _settings.provider_options(config))
+    return models
+
+
 @pytest.fixture
 def llm_model(request: pytest.FixtureRequest) -> Any:
     """The model the ``llm`` fixture calls: override it in conftest.py to plug in anything.
 
-    Return any callable ``(messages, **params) -> str | Response``. The default
+    Return any callable ``(messages, **params) -> str | Response``, or a model
+    spec string (``"py:myapp.bot:reply"``, ``"openai:gpt-4o-mini"``). The default
     resolves the model spec: ``@pytest.mark.llm(model=...)``, else
     ``--llm-model``, else the ``llm_model`` ini key, else ``local``.
     """
-    from .providers import ModelCache
-
-    config = request.config
-    models = config.stash.get(MODELS_KEY, None)
-    if models is None:
-        models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, _settings.provider_options(config))
-    return models.get(_test_settings(request.node).model)
+    return model_cache(request.config).get(_test_settings(request.node).model)
 
 
 @pytest.fixture
@@ -219,13 +224,18 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
 
     ``llm(prompt, **overrides)``, ``llm.chat(messages)``, ``llm.sample(prompt, n)``.
     With ``--llm-record-mode`` other than ``off``, replies are replayed and
-    recorded here, whatever ``llm_model`` returns.
+    recorded here, whatever ``llm_model`` returns. Every answer is waited for
+    at most ``--llm-timeout`` seconds.
     """
     from .client import LLM
 
-    recordings = request.config.stash.get(RECORDINGS_KEY, None)
-    model = llm_model if recordings is None else recordings.wrap(llm_model, request.node)
-    return LLM(model, _test_settings(request.node), on_send=recorder_for(request.node).note_call)
+    config = request.config
+    model = model_cache(config).resolve(llm_model)
+    timeout = model_cache(config).options.timeout
+    recordings = config.stash.get(RECORDINGS_KEY, None)
+    if recordings is not None:
+        model = recordings.wrap(model, request.node, timeout)
+    return LLM(model, _test_settings(request.node), on_send=recorder_for(request.node).note_call, timeout=timeout)
 
 
 def _test_settings(item: pytest.Item) -> _settings.LLMSettings:

@@ -23,7 +23,7 @@ KNOWN_SPECS = "local, openai:<model>, py:<module>:<callable>"
 
 @dataclass(frozen=True)
 class ProviderOptions:
-    """Settings of the ``openai:`` provider (``--llm-base-url``, ``llm_timeout``, ...)."""
+    """Settings of the providers: ``timeout`` (``--llm-timeout``) for every model, the rest for ``openai:``."""
 
     base_url: str | None = None
     timeout: float = 60.0
@@ -39,8 +39,10 @@ def check_spec(spec: str) -> tuple[str, str]:
     kind, _, target = spec.partition(":")
     if kind == "local" and not target:
         return kind, ""
-    if kind == "openai" and target:
-        return kind, target
+    if kind == "openai":
+        if target.strip():
+            return kind, target
+        raise ConfigError(f"model spec {spec!r} has no model name: write openai:<model>, e.g. openai:gpt-4o-mini")
     if kind == "py":
         module, _, name = target.partition(":")
         if module and name and all(part.isidentifier() for part in module.split(".") + name.split(".")):
@@ -63,22 +65,53 @@ class CallableModel:
             raise ConfigError(f"{spec}: {fn!r} is not callable; point the spec at a function or callable object")
         self.fn = fn
         self.spec = spec
-        self._accepts = _accepted_params(fn)
+        self._signature = _signature(fn)
+        self._accepts = _accepted_params(self._signature)
+        if self._signature is not None:
+            from .settings import LLMSettings
+
+            # What every call sends (a callable may require it), as far as the callable takes it.
+            always = LLMSettings().call_params()
+            sent = {k: v for k, v in always.items() if self._accepts is None or k in self._accepts}
+            try:
+                self._signature.bind("messages", **sent)
+            except TypeError as exc:
+                raise ConfigError(_wrong_signature(spec, fn, str(exc))) from None
 
     def __call__(self, messages: Messages, **params: Any) -> Any:
         if self._accepts is not None:
             params = {k: v for k, v in params.items() if k in self._accepts}
-        return self.fn(messages, **params)
+        try:
+            return self.fn(messages, **params)
+        except TypeError as exc:
+            # Raised by the call itself, not inside fn: fn does not take (messages). Only checked here
+            # when its signature could not be read up front (some builtins).
+            if self._signature is None and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+                raise ConfigError(_wrong_signature(self.spec, self.fn, str(exc))) from None
+            raise
 
     def __repr__(self) -> str:
         return f"<model {self.spec}>"
 
 
-def _accepted_params(fn: ModelCallable) -> frozenset[str] | None:
-    """Keyword names ``fn`` takes besides messages, or None when it takes ``**kwargs``."""
+def _signature(fn: ModelCallable) -> inspect.Signature | None:
     try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
+        return inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins do not say
+        return None
+
+
+def _wrong_signature(spec: str, fn: ModelCallable, problem: str) -> str:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return (
+        f"{spec}: {name} cannot be called as a model ({problem}). A model is called as fn(messages, **params) "
+        "and returns a str or a pytest_llmmetrics.Response: write e.g. def reply(messages, **params): ..."
+    )
+
+
+def _accepted_params(sig: inspect.Signature | None) -> frozenset[str] | None:
+    """Keyword names a callable takes besides messages, or None when it takes ``**kwargs`` (or does not say)."""
+    if sig is None:
         return None
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return None
@@ -133,12 +166,26 @@ class ModelCache:
             model = self._models[spec] = self._load(spec)
         return model
 
+    def resolve(self, model: Any, where: str = "the llm_model fixture") -> Any:
+        """What an ``llm_model`` fixture returned, as a model: a spec string is loaded like ``--llm-model``."""
+        if isinstance(model, str):
+            try:
+                return self.get(model)
+            except ConfigError as exc:
+                raise ConfigError(f"{where} returned {model!r}: {exc}") from None
+        if not callable(model):
+            raise ConfigError(
+                f"{where} returned {type(model).__name__} ({model!r:.80}); return a model spec such as "
+                f"'py:myapp.bot:reply' ({KNOWN_SPECS}) or a callable (messages, **params) -> str | Response"
+            )
+        return model
+
     def _load(self, spec: str) -> Any:
         kind, target = check_spec(spec)
         if kind == "local":
             from .local import LocalModel
 
-            return LocalModel()
+            return LocalModel(timeout=self.options.timeout)
         if kind == "openai":
             from .remote import OpenAIModel
 

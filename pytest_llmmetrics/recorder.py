@@ -219,8 +219,8 @@ class MetricsRecorder:
         if isinstance(replies, (list, tuple)):
             if not replies:
                 raise ConfigError("llm_metrics.expect(): the list of replies is empty")
-            return [as_response(r) for r in replies]
-        return [as_response(replies)]
+            return [as_response(r, f"llm_metrics.expect(): reply {i} of the list") for i, r in enumerate(replies)]
+        return [as_response(replies, "llm_metrics.expect(): the reply", or_list=True)]
 
     def _checks(self, checks: Sequence[Check | str]) -> list[Check]:
         if not checks:

@@ -240,9 +240,10 @@ class Recordings:
         self.written: list[str] = []
         self.skipped: list[str] = []
 
-    def wrap(self, model: Any, item: pytest.Item) -> RecordingModel:
+    def wrap(self, model: Any, item: pytest.Item, timeout: float | None = None) -> RecordingModel:
+        """``model`` for ``item``, replayed and recorded as the mode says; ``timeout`` limits each real call."""
         pending = item.stash.setdefault(PENDING_KEY, [])
-        return RecordingModel(model, self, item, pending)
+        return RecordingModel(model, self, item, pending, timeout)
 
     def entries(self, path: Path) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -334,10 +335,18 @@ def attach(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 class RecordingModel:
-    """Wraps the model under test: replays recorded replies, records new ones, as the mode says."""
+    """Wraps the model under test: replays recorded replies, records new ones, as the mode says.
 
-    def __init__(self, inner: Any, recordings: Recordings, item: pytest.Item, pending: list[dict[str, Any]]) -> None:
+    It applies the timeout to the model it wraps itself, so that a call given up
+    on is never recorded, even when its answer comes late.
+    """
+
+    enforces_timeout = True
+
+    def __init__(self, inner: Any, recordings: Recordings, item: pytest.Item, pending: list[dict[str, Any]],
+                 timeout: float | None = None) -> None:
         self.inner = inner
+        self.timeout = timeout
         self.spec = model_name(inner)
         self.max_concurrency = getattr(inner, "max_concurrency", 1)
         self._recordings = recordings
@@ -368,7 +377,7 @@ class RecordingModel:
                                 **{f: reply.get(f) for f in REPLY_FIELDS})
             if mode == "none" or (mode == "once" and self._recordings.existed(self._path)):
                 raise ModelError(self._missing(messages, stored_params, entries, entry, index))
-        response = call_model(self.inner, self.spec, messages, params)
+        response = call_model(self.inner, self.spec, messages, params, self.timeout)
         reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
         with self._lock:
             self._pending.append({

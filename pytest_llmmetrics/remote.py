@@ -54,6 +54,8 @@ _RESERVED = {"self", "messages", "model", "stream", "stream_options", "extra_hea
 class OpenAIModel:
     """``(messages, **params) -> Response`` through ``openai.OpenAI().chat.completions.create``."""
 
+    enforces_timeout = True  # the client waits llm_timeout per attempt, between retries: call it directly
+
     def __init__(self, name: str, options: ProviderOptions) -> None:
         self.name = name
         self.spec = f"openai:{name}"

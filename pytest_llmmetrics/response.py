@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ReplyError
+
+# What a reply is, in the words of every error about one.
+REPLY_TYPES = "a Response (what llm(...) returns) or a str"
+
 
 @dataclass(frozen=True)
 class Response:
@@ -13,7 +18,7 @@ class Response:
     ``str(response)`` is the reply text, so a `Response` can be used wherever a
     string is expected. Fields a provider cannot fill stay ``None``; a check that
     needs one of them (``latency``, ``tokens``, ``cost``, ``not_truncated``) says
-    so instead of guessing.
+    so instead of guessing. ``text`` must be a str (``""`` for no text).
     """
 
     text: str
@@ -23,6 +28,13 @@ class Response:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     raw: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise ReplyError(
+                f"Response.text must be a str, got {_describe(self.text)}; "
+                "a reply with no text is Response(text='')"
+            )
 
     def __str__(self) -> str:
         return self.text
@@ -35,13 +47,19 @@ class Response:
         return self.prompt_tokens + self.completion_tokens
 
 
-def as_response(reply: object) -> Response:
-    """Accept a `Response` or a plain string wherever a reply is expected."""
+def as_response(reply: object, where: str = "the reply", *, or_list: bool = False) -> Response:
+    """Accept a `Response` or a plain string wherever a reply is expected; else a `ReplyError` naming ``where``.
+
+    ``or_list``: the caller also takes a list of replies (samples), and the message says so.
+    """
     if isinstance(reply, Response):
         return reply
     if isinstance(reply, str):
         return Response(text=reply)
-    raise TypeError(
-        f"expected a Response or a str as the reply, got {type(reply).__name__}: "
-        "pass the value returned by llm(...) or its text"
-    )
+    takes = REPLY_TYPES + (", or a non-empty list of them (samples)" if or_list else "")
+    raise ReplyError(f"{where} must be {takes}; got {_describe(reply)}")
+
+
+def _describe(value: object) -> str:
+    """``NoneType (None)``: the type and a short repr, for messages about a value of the wrong type."""
+    return f"{type(value).__name__} ({value!r:.80})"

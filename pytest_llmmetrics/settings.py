@@ -50,8 +50,9 @@ OPTIONS: dict[str, Option] = {
                "py:<module>:<callable> (default: local)", default=DEFAULT_MODEL),
         Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models, "
                "e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's)"),
-        Option("llm_timeout", "--llm-timeout", "Seconds to wait for one answer of an openai: server before "
-               "retrying (default: 60)", default="60"),
+        Option("llm_timeout", "--llm-timeout", "Seconds to wait for one answer of any model (local, py:, "
+               "openai: per attempt, before retrying); a test whose model does not answer in time fails "
+               "(default: 60)", default="60"),
         Option("llm_max_retries", "--llm-max-retries", "Retries of an openai: request after a 429, a 5xx, a "
                "timeout or a connection error, with exponential backoff and jitter (default: 3)", default="3"),
         Option("llm_retry_backoff", None, "Seconds before the first retry of an openai: request; doubles "
@@ -162,7 +163,7 @@ _PROVIDER_NUMBERS = {
 
 
 def provider_options(config: pytest.Config) -> ProviderOptions:
-    """What the ``openai:`` provider needs from the options, checked (a bad value is a usage error)."""
+    """What the providers need from the options, checked (a bad value is a usage error)."""
     from .providers import ProviderOptions
 
     values: dict[str, Any] = {}

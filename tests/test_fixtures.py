@@ -145,6 +145,7 @@ def test_llm_model_fixture_override(run, bot):
         ("temprature=0.2", "unknown argument 'temprature' (did you mean 'temperature'?)"),
         ("'py:bot:reply'", "keyword arguments only"),
         ("model='gpt4'", "unknown model spec 'gpt4'; known specs: local, openai:<model>, py:<module>:<callable>"),
+        ("model='openai:'", "model spec 'openai:' has no model name: write openai:<model>, e.g. openai:gpt-4o-mini"),
         ("top_p=0", "top_p must be > 0.0 and <= 1.0, got 0"),
         ("params=['x']", "params must be a dict with string keys"),
     ],
@@ -196,6 +197,8 @@ def test_bad_marker_on_class_names_each_test(bot):
     [
         (["--llm-model", "gpt4"], "unknown model spec 'gpt4'"),
         (["--llm-model", "py:no_colon"], "write py:<module>:<callable>"),
+        (["--llm-model", "openai:"], ("--llm-model / llm_model: model spec 'openai:' has no model name: write "
+                                      "openai:<model>, e.g. openai:gpt-4o-mini")),
         (["--llm-record-mode", "sometimes"], "'sometimes' is not one of off, none, once, new_episodes, all"),
         (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance: 'similarity=0.02' is not NAME:VALUE"),
         (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
@@ -240,10 +243,15 @@ def test_bad_ini_is_a_usage_error(bot, ini, expected):
         ("py:nowhere_module:reply", "py:nowhere_module:reply: cannot import 'nowhere_module'"),
         ("py:bot:missing", "module 'bot' has no attribute 'missing'"),
         ("py:bot:CALLS", "is not callable"),
+        ("py:os:getcwd", ("py:os:getcwd: getcwd cannot be called as a model (too many positional arguments). A "
+                          "model is called as fn(messages, **params) and returns a str or a pytest_llmmetrics.Response")),
+        ("py:strict:reply", ("py:strict:reply: reply cannot be called as a model (missing a required argument: "
+                             "'context'). A model is called as fn(messages, **params)")),
     ],
 )
 def test_model_that_cannot_be_loaded_fails_the_test_cleanly(run, bot, spec, expected):
     bot.makepyfile(
+        strict="def reply(messages, context, temperature, max_tokens):\n    return 'never'\n",
         test_a=dedent(
             f"""
             import pytest
@@ -280,6 +288,118 @@ def test_model_returning_garbage_fails_with_a_clear_message(run, bot):
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*model py:bad_model:reply returned int (42); a model must return a str or*"])
+
+
+def test_callable_may_require_the_parameters_every_call_sends(run, bot):
+    bot.makepyfile(
+        strict="def reply(messages, temperature, max_tokens):\n    return f'{temperature} {max_tokens}'\n",
+        test_a=dedent(
+            """
+            import pytest
+
+            @pytest.mark.llm(model="py:strict:reply", max_tokens=9)
+            def test_it(llm):
+                assert llm("hi").text == "0.0 9"
+            """
+        ),
+    )
+    run().assert_outcomes(passed=1)
+
+
+def test_response_text_that_is_not_a_str_names_the_model(run, bot):
+    bot.makepyfile(
+        bad_model=dedent(
+            """
+            from pytest_llmmetrics import Response
+
+            def no_text(messages, **params):
+                return Response(text=None, completion_tokens=0)
+
+            def number_text(messages, **params):
+                return Response(text=123)
+            """
+        ),
+        test_a=dedent(
+            """
+            import pytest
+
+            @pytest.mark.llm(model="py:bad_model:no_text")
+            def test_none(llm):
+                llm("hi")
+
+            @pytest.mark.llm(model="py:bad_model:number_text")
+            def test_number(llm):
+                llm("hi")
+            """
+        ),
+    )
+    result = run()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*_ test_none _*", "model py:bad_model:no_text returned an unusable reply: Response.text must be a str, "
+        "got NoneType (None); a reply with no text is Response(text='')"
+    ])
+    result.stdout.fnmatch_lines([
+        "*_ test_number _*", "model py:bad_model:number_text returned an unusable reply: Response.text must be a "
+        "str, got int (123)*"
+    ])
+    out = result.stdout.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+
+
+@pytest.mark.parametrize("spec", ["py:bot:reply", "openai:tea-model"])
+def test_llm_model_fixture_may_return_a_spec(run, bot, spec):
+    from servers import FaultServer
+
+    bot.makeconftest(
+        dedent(
+            f"""
+            import pytest
+
+            @pytest.fixture
+            def llm_model():
+                return {spec!r}
+            """
+        )
+    )
+    bot.makepyfile(
+        test_a=dedent(
+            f"""
+            from pytest_llmmetrics.plugin import model_cache
+
+            def test_resolved(llm, request):
+                assert llm.name == {spec!r}
+                assert llm.model is model_cache(request.config).get({spec!r})  # the default fixture's models
+                assert llm("What is the capital of France?").text == "The capital of France is Paris."
+
+            def test_again(llm):
+                assert llm("What is the capital of France?").model == {spec!r}
+            """
+        )
+    )
+    with FaultServer(default=("ok", "The capital of France is Paris.")) as server:
+        run("--llm-base-url", server.base_url).assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize(
+    ("returned", "expected"),
+    [
+        ("'gpt4'", ("the llm_model fixture returned 'gpt4': unknown model spec 'gpt4'; known specs: local, "
+                    "openai:<model>, py:<module>:<callable>")),
+        ("'openai:'", "the llm_model fixture returned 'openai:': model spec 'openai:' has no model name"),
+        ("None", ("the llm_model fixture returned NoneType (None); return a model spec such as "
+                  "'py:myapp.bot:reply' (local, openai:<model>, py:<module>:<callable>) or a callable "
+                  "(messages, **params) -> str | Response")),
+    ],
+)
+def test_llm_model_fixture_returning_no_model_is_a_clear_error(bot, returned, expected):
+    bot.makeconftest(f"import pytest\n\n@pytest.fixture\ndef llm_model():\n    return {returned}\n")
+    bot.makepyfile(test_a="def test_it(llm):\n    llm('hi')\n\ndef test_unaffected():\n    pass\n")
+    result = bot.runpytest_subprocess()
+    result.assert_outcomes(passed=1, errors=1)
+    out = result.stdout.str()
+    assert expected in out
+    assert "Traceback" not in out and "INTERNALERROR" not in out
 
 
 @pytest.mark.parametrize(

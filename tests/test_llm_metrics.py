@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+
+import pytest
+
 from conftest import dedent
 
 
@@ -204,6 +208,56 @@ def test_metric_errors_fail_cleanly(run, bot):
     ]:
         assert expected in out, expected
     assert "Traceback" not in out
+
+
+def test_expect_says_what_it_takes(run, bot):
+    bot.makepyfile(
+        test_a=dedent(
+            """
+            import pytest
+            from pytest_llmmetrics import Response, metrics
+
+            @pytest.mark.parametrize("reply", [None, 123])
+            def test_not_a_reply(llm_metrics, reply):
+                llm_metrics.expect(reply, metrics.no_pii())
+
+            def test_not_a_reply_in_the_list(llm_metrics):
+                llm_metrics.expect(["fine", None], metrics.no_pii())
+
+            def test_response_without_text():
+                Response(text=None)
+
+            def test_check_on_a_number():
+                metrics.word_count(max=3).evaluate(123)
+            """
+        )
+    )
+    result = run()
+    result.assert_outcomes(failed=5)
+    takes = "must be a Response (what llm(...) returns) or a str"
+    for test, message in [
+        ("test_not_a_reply[None]", (f"llm_metrics.expect(): the reply {takes}, or a non-empty list of them "
+                                    "(samples); got NoneType (None)")),
+        ("test_not_a_reply[123]", (f"llm_metrics.expect(): the reply {takes}, or a non-empty list of them "
+                                   "(samples); got int (123)")),
+        ("test_not_a_reply_in_the_list", f"llm_metrics.expect(): reply 1 of the list {takes}; got NoneType (None)"),
+        ("test_response_without_text", ("Response.text must be a str, got NoneType (None); a reply with no text "
+                                        "is Response(text='')")),
+        ("test_check_on_a_number", f"check 'word_count': the reply {takes}; got int (123)"),
+    ]:
+        result.stdout.fnmatch_lines([f"*_ {glob.escape(test)} _*", glob.escape(message)])
+    out = result.stdout.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+
+
+def test_reply_errors_are_config_errors_and_type_errors():
+    from pytest_llmmetrics import ConfigError, Response
+    from pytest_llmmetrics.response import as_response
+
+    for make in (lambda: Response(text=b"bytes"), lambda: as_response(None)):
+        with pytest.raises(ConfigError) as info:
+            make()
+        assert isinstance(info.value, TypeError)
 
 
 def test_misses_are_shown_when_the_test_also_raised(bot):
