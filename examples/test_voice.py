@@ -6,7 +6,7 @@ from conftest import sentence_count, speakable
 from pytest_llmmetrics import metrics
 
 
-@pytest.mark.llm(temperature=0.7, seed=0, max_tokens=60)
+@pytest.mark.llm(temperature=0.7, seed=0, max_tokens=48)
 def test_voice_answers_are_speakable(llm, llm_metrics, shop):
     # Five samples at temperature 0.7 (seeds 0..4): the voice channel's answers vary, its format must not.
     replies = llm.sample(shop.voice_messages("What can I do if my order is late?"), n=5)

@@ -15,7 +15,7 @@ from pytest_llmmetrics.local import LocalModel
 
 pytest.importorskip("llama_cpp", reason="the local model needs pytest-llmmetrics[local]")
 
-HELPFUL = {"role": "system", "content": "You are a helpful assistant."}
+HELPFUL = {"role": "system", "content": "You are a helpful assistant. Answer in one short sentence."}
 CAPITAL = [HELPFUL, {"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -32,7 +32,7 @@ def test_capital_of_france_on_the_default_model(run, bot):
             import pytest
             from pytest_llmmetrics import metrics
 
-            pytestmark = pytest.mark.llm(system="You are a helpful assistant.", max_tokens=64)
+            pytestmark = pytest.mark.llm(system="You are a helpful assistant. Answer in one short sentence.", max_tokens=64)
 
             def test_capital(llm, llm_metrics):
                 reply = llm("What is the capital of France?")
@@ -72,7 +72,8 @@ def test_reply_does_not_depend_on_the_prompt_before_it(local):
 
 
 def test_messages_go_through_the_gguf_chat_template(local):
-    helpful = local(CAPITAL, temperature=0.0, max_tokens=8)
+    helpful = local([{"role": "system", "content": "You are a helpful assistant."}, CAPITAL[1]],
+                    temperature=0.0, max_tokens=8)
     longer = local([{"role": "system", "content": "You are a helpful assistant for a shop that sells tea."},
                     CAPITAL[1]], temperature=0.0, max_tokens=8)
     # With no system message, SmolLM2's template adds its own, longer default system prompt.
@@ -141,7 +142,7 @@ def test_timeout_stops_a_generation_and_the_next_test_gets_the_model(run, bot):
 
             import pytest
 
-            pytestmark = pytest.mark.llm(system="You are a helpful assistant.")
+            pytestmark = pytest.mark.llm(system="You are a helpful assistant. Answer in one short sentence.")
 
             def at_least_20_ms_a_token(input_ids, scores):
                 time.sleep(0.02)

@@ -17,7 +17,7 @@ from servers import FaultServer, LlamaServer, free_port
 
 pytest.importorskip("openai", reason="needs pytest-llmmetrics[openai]")
 
-HELPFUL = {"role": "system", "content": "You are a helpful assistant."}
+HELPFUL = {"role": "system", "content": "You are a helpful assistant. Answer in one short sentence."}
 CAPITAL = [HELPFUL, {"role": "user", "content": "What is the capital of France?"}]
 FAST = dict(timeout=5.0, max_retries=2, retry_backoff=0.01)
 
@@ -50,7 +50,7 @@ def test_suite_on_the_real_server(run, bot, llama_server):
             import pytest
             from pytest_llmmetrics import metrics
 
-            pytestmark = pytest.mark.llm(model="openai:smollm2", system="You are a helpful assistant.",
+            pytestmark = pytest.mark.llm(model="openai:smollm2", system="You are a helpful assistant. Answer in one short sentence.",
                                          max_tokens=48, seed=0)
 
             def test_capital(llm, llm_metrics):
@@ -74,7 +74,7 @@ def test_base_url_from_the_environment(bot, llama_server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")  # a local server needs no key
     bot.makeini("[pytest]\nllm_model = openai:smollm2\n")
     bot.makepyfile(test_a="def test_it(llm):\n    assert 'Paris' in llm.chat("
-                          "[{'role': 'system', 'content': 'You are a helpful assistant.'},"
+                          "[{'role': 'system', 'content': 'You are a helpful assistant. Answer in one short sentence.'},"
                           "{'role': 'user', 'content': 'What is the capital of France?'}]).text\n")
     bot.runpytest_subprocess().assert_outcomes(passed=1)
 

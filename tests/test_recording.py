@@ -299,7 +299,7 @@ def test_replay_of_the_real_local_model_without_llama_cpp(run, bot):
         import pytest
         from pytest_llmmetrics import metrics
 
-        pytestmark = pytest.mark.llm(system="You are a helpful assistant.", max_tokens=48)
+        pytestmark = pytest.mark.llm(system="You are a helpful assistant. Answer in one short sentence.", max_tokens=48)
 
         def test_capital(llm, llm_metrics):
             reply = llm("What is the capital of France?")
@@ -323,7 +323,7 @@ def test_no_secret_in_any_file_or_output(bot, llama_server, monkeypatch):
         import pytest
         from pytest_llmmetrics import metrics
 
-        pytestmark = pytest.mark.llm(model="openai:smollm2", system="You are a helpful assistant.", max_tokens=32)
+        pytestmark = pytest.mark.llm(model="openai:smollm2", system="You are a helpful assistant. Answer in one short sentence.", max_tokens=32)
 
         def test_capital(llm, llm_metrics, llm_snapshot):
             reply = llm("What is the capital of France?")
