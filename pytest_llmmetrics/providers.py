@@ -26,7 +26,7 @@ class ProviderOptions:
     """Settings of the providers: ``timeout`` (``--llm-timeout``) for every model, the rest for ``openai:``."""
 
     base_url: str | None = None
-    timeout: float = 60.0
+    timeout: float | None = 60.0  # None: no limit
     max_retries: int = 3
     retry_backoff: float = 1.0
     concurrency: int = 8

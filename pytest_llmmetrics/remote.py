@@ -143,7 +143,8 @@ class OpenAIModel:
         if not unreachable:
             self._unreachable = False  # it answered, if not well
         if isinstance(exc, openai.APITimeoutError):
-            problem = (f"{where}: no answer within {self.options.timeout:g} s ({tries}). The server is slow or "
+            limit = f" within {self.options.timeout:g} s" if self.options.timeout is not None else ""
+            problem = (f"{where}: no answer{limit} ({tries}). The server is slow or "
                        "stuck: check it, or raise --llm-timeout / llm_timeout")
         elif isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc

@@ -51,8 +51,8 @@ OPTIONS: dict[str, Option] = {
         Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models, "
                "e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's)"),
         Option("llm_timeout", "--llm-timeout", "Seconds to wait for one answer of any model (local, py:, "
-               "openai: per attempt, before retrying); a test whose model does not answer in time fails "
-               "(default: 60)", default="60"),
+               "openai: per attempt, before retrying); a test whose model does not answer in time fails; "
+               "0 for no limit (default: 60)", default="60"),
         Option("llm_max_retries", "--llm-max-retries", "Retries of an openai: request after a 429, a 5xx, a "
                "timeout or a connection error, with exponential backoff and jitter (default: 3)", default="3"),
         Option("llm_retry_backoff", None, "Seconds before the first retry of an openai: request; doubles "
@@ -155,7 +155,7 @@ def check_config(config: pytest.Config) -> None:
 
 # Numeric provider settings: name -> (type, smallest allowed value, example).
 _PROVIDER_NUMBERS = {
-    "llm_timeout": (float, 0.001, "30"),
+    "llm_timeout": (float, 0.0, "30"),  # 0: no limit
     "llm_max_retries": (int, 0, "3"),
     "llm_retry_backoff": (float, 0.0, "0.5"),
     "llm_concurrency": (int, 1, "4"),
@@ -179,6 +179,8 @@ def provider_options(config: pytest.Config) -> ProviderOptions:
                 f">= {lo}, e.g. {example}"
             )
         values[dest[len("llm_"):]] = value
+    if values["timeout"] == 0:
+        values["timeout"] = None  # no limit: models are called directly, on the test's own thread
     base_url = get(config, "llm_base_url")
     if base_url is not None and not re.match(r"^https?://[^/\s]+", str(base_url)):
         raise pytest.UsageError(

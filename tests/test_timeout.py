@@ -186,3 +186,29 @@ def test_run_with_timeout_returns_raises_or_gives_up():
     with pytest.raises(TimeoutError, match="no answer within 0.01 s"):
         run_with_timeout(lambda: release.wait(600), 0.01, "t")
     release.set()
+
+
+def test_a_timeout_of_zero_means_no_limit_and_calls_the_model_on_the_tests_thread(run, bot):
+    bot.makepyfile(slowbot=dedent(
+        """
+        import threading
+        import time
+
+        def reply(messages, **params):
+            time.sleep(0.3)
+            return str(threading.get_ident())
+        """), test_a=dedent(
+        """
+        import threading
+        import pytest
+
+        @pytest.mark.llm(model="py:slowbot:reply")
+        def test_thread(llm):
+            assert llm("hi").text == str(threading.get_ident())  # called on the test's own thread
+        """))
+    run("--llm-timeout", "0").assert_outcomes(passed=1)
+    result = run("--llm-timeout", "0.1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*gave no answer within 0.1 s (--llm-timeout / llm_timeout)*"])
+    result = run("--llm-timeout", "-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "must be a number >= 0.0" in result.stderr.str()
