@@ -127,8 +127,8 @@ def validate(data: Any, path: Path, text: str = "") -> Tests:
             for key, check in ENTRY_FIELDS.items():
                 if key not in entry or not check(entry[key]):
                     raise bad(f"{where}.{key}", "missing or of the wrong type", nodeid, name)
-            for key, check in OPTIONAL_FIELDS.items():
-                if entry.get(key) is not None and not check(entry[key], entry):
+            for key, valid in OPTIONAL_FIELDS.items():
+                if entry.get(key) is not None and not valid(entry[key], entry):
                     raise bad(f"{where}.{key}", f"{entry[key]!r} is not valid here", nodeid, name)
     return data["tests"]
 

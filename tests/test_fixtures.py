@@ -168,7 +168,7 @@ def test_bad_marker_is_a_collection_error(run, bot, marker, expected):
     result = run()
     assert result.ret == pytest.ExitCode.INTERRUPTED if run.mode == "serial" else result.ret != 0
     result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*"])
-    assert f"test_bad.py::test_it: @pytest.mark.llm" in result.stdout.str()
+    assert "test_bad.py::test_it: @pytest.mark.llm" in result.stdout.str()
     assert expected in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert "Traceback" not in result.stdout.str()
