@@ -308,7 +308,11 @@ class Recordings:
                     more = [r for i, r in sorted(fresh["replies"].items()) if i >= len(old["replies"])]
                     old["replies"].extend(more)
                     added += len(more)
-            atomic_write_text(path, dump(entries))
+            try:
+                atomic_write_text(path, dump(entries))
+            except OSError as exc:  # the end of a run never crashes: say so, keep the exit status
+                self.skipped.append(f"{file} NOT updated: could not write it: {exc.strerror or type(exc).__name__}")
+                continue
             line = f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded"
             if stale:
                 line += f", {len(stale)} request{'s' if len(stale) > 1 else ''} no longer sent removed"

@@ -292,3 +292,19 @@ def test_a_read_only_metrics_folder_is_a_warning(bot):  # pragma: no cover - CI 
     assert result.ret == 0
     result.stdout.fnmatch_lines(["warning: could not write .llmmetrics*Permission denied",
                                  "baseline NOT updated (see the warning above)"])
+
+
+def test_recordings_that_cannot_be_written_are_a_line_not_a_crash(run, bot):
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+
+        @pytest.mark.llm(model="py:bot:reply")
+        def test_a(llm):
+            llm("Say hi")
+        """))
+    (bot.path / "__recordings__").write_text("a file where the folder should be")
+    result = run("--llm-record-mode=new_episodes")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["__recordings__/test_a.llm.json NOT updated: could not write it: *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
