@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -70,3 +73,57 @@ def read_text(path: Path | str, fix: str) -> str:
         raise ConfigError(
             f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}). {fix}"
         ) from None
+
+
+def load_json(text: str, path: Path | str, fix: str) -> Any:
+    """Strict JSON for committed files: not JSON, or a field twice in one object (what a git merge that kept
+    both sides leaves), is a `ConfigError` naming the file and line(s), ending with ``fix``."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_fields)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}). {fix}") from None
+    except _DuplicateField as exc:
+        first, second = _duplicate_field_lines(text, exc.name)
+        raise ConfigError(
+            f"{path}:{second}: the field {exc.name!r} appears twice in one object (first on line {first}), "
+            f"as a git merge that kept both sides leaves it. Keep the right one and delete the other. {fix}"
+        ) from None
+
+
+class _DuplicateField(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _no_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a JSON object with a field twice is refused (``json`` would keep the last)."""
+    obj: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in obj:
+            raise _DuplicateField(name)
+        obj[name] = value
+    return obj
+
+
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:]')
+
+
+def _duplicate_field_lines(text: str, name: str) -> tuple[int, int]:
+    """The lines of the first field ``name`` that appears twice in one object of ``text`` (valid JSON)."""
+    objects: list[dict[str, int] | None] = []  # per open bracket: field -> line for objects, None for arrays
+    last: re.Match[str] | None = None
+    for token in _JSON_TOKEN.finditer(text):
+        symbol = token.group()
+        if symbol in "{[":
+            objects.append({} if symbol == "{" else None)
+        elif symbol in "}]":
+            if objects:
+                objects.pop()
+        elif symbol == ":" and last is not None and objects and objects[-1] is not None:
+            field, line = json.loads(last.group()), text.count("\n", 0, last.start()) + 1
+            if field == name and field in objects[-1]:
+                return objects[-1][field], line
+            objects[-1].setdefault(field, line)
+        last = token if symbol.startswith('"') else None
+    return 1, 1

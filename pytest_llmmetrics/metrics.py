@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import detectors
 from .check import Check, Measurement
 from .errors import ConfigError, MetricError
+from .redact import scrub
 from .response import Response
 
 __all__ = [
@@ -49,7 +50,7 @@ def _label(kind: str, *args: object) -> str:
     parts = []
     for arg in args:
         text = arg if isinstance(arg, str) else repr(arg)
-        text = " ".join(text.split())
+        text = " ".join(scrub(text).split())  # redacted before it is shortened: no half secret survives
         parts.append(text if len(text) <= 30 else text[:29] + "\u2026")
     return f"{kind}[{','.join(parts)}]" if parts else kind
 

@@ -10,7 +10,7 @@ import pytest
 from . import settings as _settings
 from .display import printable
 from .errors import ConfigError, LLMMetricsError
-from .redact import env_secrets, scrub
+from .redact import env_secrets, scrub, scrub_cut
 
 if TYPE_CHECKING:
     from .check import MetricRegistry
@@ -177,8 +177,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-    """Put the test's metrics on its call report: JUnit properties, and the way to the xdist controller."""
+    """Put the test's metrics on its call report: JUnit properties, and the way to the xdist controller.
+
+    Also redacts secrets in what the report shows (an assertion that prints a
+    reply, captured output): the terminal, JUnit XML and xdist all read it.
+    """
     report = yield
+    if report.failed or report.sections:
+        redact_report(report)
     if RECORDINGS_KEY in item.config.stash:
         from .recording import attach
 
@@ -204,6 +210,17 @@ def model_cache(config: pytest.Config) -> ModelCache:
 
         models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, _settings.provider_options(config))
     return models
+
+
+def redact_report(report: pytest.TestReport) -> None:
+    """Secrets in a report's failure text and captured sections, redacted (read fresh: a test may set one)."""
+    secrets = env_secrets()
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):  # a tuple is a skip's location
+        text = str(report.longrepr)
+        clean = scrub_cut(text, secrets)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, scrub_cut(content, secrets)) for title, content in report.sections]
 
 
 @pytest.fixture

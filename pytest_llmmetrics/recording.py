@@ -42,7 +42,7 @@ from typing import Any, Mapping
 import pytest
 
 from .errors import ConfigError, ModelError
-from .files import atomic_write_text, read_text
+from .files import atomic_write_text, load_json, read_text
 from .providers import model_name
 from .redact import env_secrets, safe_params, scrub
 from .response import Response
@@ -111,16 +111,7 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
     one is right is for a person to say, never a silent last-wins.
     """
     text = read_text(path, _FIX)
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_fields)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}). {_FIX}") from None
-    except _DuplicateField as exc:
-        first, second = _duplicate_field_lines(text, exc.name)
-        raise ConfigError(
-            f"{path}:{second}: the field {exc.name!r} appears twice in one object (first on line {first}), "
-            f"as a git merge that kept both sides leaves it. Keep the right one and delete the other. {_FIX}"
-        ) from None
+    data = load_json(text, path, _FIX)
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("recordings"), list):
         raise ConfigError(f"{path}:1: not a pytest-llmmetrics recording file (format {FORMAT!r}). {_FIX}")
     entries: dict[str, dict[str, Any]] = {}
@@ -140,45 +131,6 @@ def load(path: Path) -> dict[str, dict[str, Any]]:
             )
         entries[entry["key"]] = entry
     return entries
-
-
-class _DuplicateField(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-def _no_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``object_pairs_hook``: a JSON object with a field twice is refused (``json`` would keep the last)."""
-    obj: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in obj:
-            raise _DuplicateField(name)
-        obj[name] = value
-    return obj
-
-
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:]')
-
-
-def _duplicate_field_lines(text: str, name: str) -> tuple[int, int]:
-    """The lines of the first field ``name`` that appears twice in one object of ``text`` (valid JSON)."""
-    objects: list[dict[str, int] | None] = []  # per open bracket: field -> line for objects, None for arrays
-    last: re.Match[str] | None = None
-    for token in _JSON_TOKEN.finditer(text):
-        symbol = token.group()
-        if symbol in "{[":
-            objects.append({} if symbol == "{" else None)
-        elif symbol in "}]":
-            if objects:
-                objects.pop()
-        elif symbol == ":" and last is not None and objects and objects[-1] is not None:
-            field, line = json.loads(last.group()), text.count("\n", 0, last.start()) + 1
-            if field == name and field in objects[-1]:
-                return objects[-1][field], line
-            objects[-1].setdefault(field, line)
-        last = token if symbol.startswith('"') else None
-    return 1, 1
 
 
 def _key_lines(text: str, key: str) -> tuple[int, int]:

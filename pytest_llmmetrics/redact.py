@@ -28,15 +28,17 @@ _SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorizat
 _SECRET_ENV = ("_KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "CREDENTIALS", "_PAT")  # name endings
 
 # Credential formats by kind, most specific first. `detectors.find_pii` uses these for its "key" kind.
+# Not after a letter or digit (so "task-..." is no "sk-" key), but after "_" or "=" too: "m_AKIA...", "key=ghp_...".
+_START = r"(?<![A-Za-z0-9])"
 CREDENTIAL_PATTERNS: dict[str, str] = {
     "private-key": r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)?",
-    "openai-key": r"\bsk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
-    "github-token": r"\bgh[pousr]_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{22,}",
-    "aws-key": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
-    "slack-token": r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
-    "google-key": r"\bAIza[0-9A-Za-z_-]{35}\b",
-    "stripe-key": r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
-    "jwt": r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    "openai-key": _START + r"sk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+    "github-token": _START + r"gh[pousr]_[A-Za-z0-9]{36,}|" + _START + r"github_pat_[A-Za-z0-9_]{22,}",
+    "aws-key": r"(?<![A-Z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Z0-9])",
+    "slack-token": _START + r"xox[abprs]-[A-Za-z0-9-]{10,}",
+    "google-key": _START + r"AIza[0-9A-Za-z_-]{35}",
+    "stripe-key": _START + r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}",
+    "jwt": _START + r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
     "bearer-token": r"(?<=Bearer )[A-Za-z0-9._~+/-]{16,}=*",
 }
 
@@ -104,3 +106,64 @@ _MARKERS = ("-----BEGIN", "sk-", "gh", "github_pat_", "AKIA", "ASIA", "xox", "AI
 
 def _replacement(match: re.Match[str]) -> str:
     return f"<redacted:{(match.lastgroup or 'secret').replace('_', '-')}>"
+
+
+# The start of every credential format: enough to know what a token cut short was.
+_CUT_PREFIXES = re.compile(r"(?:sk-|gh[pousr]_|github_pat_|AKIA|ASIA|xox[abprs]-|AIza|[sr]k_(?:live|test)_|eyJ)"
+                           r"[A-Za-z0-9_-]{4,}$")
+_ELLIPSES = ("...", "\u2026")
+
+
+def scrub_cut(text: str, secrets: Mapping[str, str] | None = None) -> str:
+    """`scrub`, and also the pieces of secrets around an ellipsis, for text shortened for display.
+
+    pytest shortens long values in assertion messages to ``start...end``: a
+    token cut in two no longer matches its format, and a cut environment
+    value no longer equals itself. A run of 8 or more characters that starts
+    or ends a secret next to the ellipsis, a cut token that starts like a
+    credential, and a word there that looks like a secret are redacted too.
+    """
+    if secrets is None:
+        secrets = env_secrets()
+    text = scrub(text, secrets)
+    if not any(e in text for e in _ELLIPSES):
+        return text
+    pieces = re.split(r"(\.\.\.|\u2026)", text)
+    for i in range(0, len(pieces), 2):
+        before, after = i + 1 < len(pieces), i > 0  # this piece ends / starts at an ellipsis
+        if before:
+            pieces[i] = _cut_end(pieces[i], secrets)
+        if after:
+            pieces[i] = _cut_start(pieces[i], secrets)
+    return "".join(pieces)
+
+
+def _cut_end(piece: str, secrets: Mapping[str, str]) -> str:
+    run = re.search(r"[^\s'\"]+$", piece)
+    if not run:
+        return piece
+    word = run.group()
+    for secret, name in secrets.items():
+        for k in range(len(secret) - 1, 7, -1):
+            if word.endswith(secret[:k]):
+                return piece[: len(piece) - k] + name
+    token = _CUT_PREFIXES.search(word)
+    if token:
+        return piece[: len(piece) - len(token.group())] + "<redacted:secret>"
+    if looks_secret(word):  # the start of a token whose format was cut off
+        return piece[: len(piece) - len(word)] + "<redacted:secret>"
+    return piece
+
+
+def _cut_start(piece: str, secrets: Mapping[str, str]) -> str:
+    run = re.match(r"[^\s'\"]+", piece)
+    if not run:
+        return piece
+    word = run.group()
+    for secret, name in secrets.items():
+        for k in range(len(secret) - 1, 7, -1):
+            if word.startswith(secret[-k:]):
+                return name + piece[k:]
+    if looks_secret(word):  # the end of a token whose start was cut off
+        return "<redacted:secret>" + piece[len(word):]
+    return piece

@@ -186,9 +186,12 @@ class MetricsReport:
         from .redact import env_secrets, scrub
 
         secrets = env_secrets()
+        def entry(m: dict[str, Any]) -> dict[str, Any]:  # the text fields; numbers hold no secret
+            return {**m, "kind": scrub(m["kind"], secrets), "threshold": scrub(m.get("threshold"), secrets)}
+
         self.tests = {
             scrub(nodeid, secrets): {"fingerprint": scrub(test.get("fingerprint") or {}, secrets),
-                                     "metrics": {scrub(name, secrets): m for name, m in test["metrics"].items()}}
+                                     "metrics": {scrub(name, secrets): entry(m) for name, m in test["metrics"].items()}}
             for nodeid, test in sorted(self.tests.items())
         }
         collected = {scrub(nodeid, secrets) for nodeid in self.collected}

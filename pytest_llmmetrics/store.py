@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from .errors import ConfigError, LLMMetricsWarning
-from .files import atomic_write_text, read_text
+from .files import atomic_write_text, load_json, read_text
 
 FORMAT = 1
 BASELINE = "baseline.json"
@@ -93,14 +93,8 @@ def load_baseline(path: Path) -> Tests | None:
         text = read_text(path, "Fix the file, or delete it and run pytest --llm-baseline-update; it was left untouched.")
     except FileNotFoundError:
         return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{path}: line {exc.lineno} column {exc.colno}: {exc.msg}. The baseline is not valid JSON; "
-            "fix it (git diff / git checkout it), or delete it and run pytest --llm-baseline-update. "
-            "It was left untouched."
-        ) from None
+    data = load_json(text, path, "The baseline is broken; fix it (git diff / git checkout it), or delete it and "
+                     "run pytest --llm-baseline-update. It was left untouched.")
     return validate(data, path, text)
 
 

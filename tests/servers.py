@@ -23,9 +23,9 @@ def free_port() -> int:
 
 
 class LlamaServer:
-    """``python -m llama_cpp.server`` serving a GGUF on a free loopback port."""
+    """``python -m llama_cpp.server`` serving a GGUF on a free loopback port (one thread: it shares few cores)."""
 
-    def __init__(self, model: Path, log: Path, n_threads: int | None = None) -> None:
+    def __init__(self, model: Path, log: Path, n_threads: int | None = 1) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._log = log.open("wb")

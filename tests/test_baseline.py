@@ -167,7 +167,7 @@ def test_corrupt_baseline_is_a_clear_error_and_left_untouched(suite):
     for args in ([], ["--llm-baseline-update"], ["-n", "2", "--llm-baseline-update"]):
         result = suite.runpytest_subprocess(*args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        assert f"{path}: line 5 column 1: Expecting value" in result.stderr.str()
+        assert f"{path}:5:1: not valid JSON (Expecting value). The baseline is broken" in result.stderr.str()
         assert "Traceback" not in result.stderr.str() + result.stdout.str()
         assert path.read_text() == broken
     path.write_text('{"format": 1, "tests": {"t": {"metrics": {"m": {"mean": "high"}}}}}')

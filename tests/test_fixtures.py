@@ -203,7 +203,7 @@ def test_bad_marker_on_class_names_each_test(bot):
         (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance: 'similarity=0.02' is not NAME:VALUE"),
         (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
         (["--llm-base-url", "127.0.0.1:8000"], "--llm-base-url / llm_base_url: '127.0.0.1:8000' is not an http(s) URL"),
-        (["--llm-timeout", "0"], "--llm-timeout / llm_timeout: '0' must be a number >= 0.001"),
+        (["--llm-timeout", "-1"], "--llm-timeout / llm_timeout: '-1' must be a number >= 0.0"),
         (["--llm-max-retries", "-1"], "--llm-max-retries / llm_max_retries: '-1' must be an integer >= 0"),
         (["--llm-max-retries", "two"], "must be an integer >= 0, e.g. 3"),
     ],

@@ -196,3 +196,18 @@ def test_any_json_shaped_recordings_file(tmp_path_factory, entries, fmt):
 @given(st.binary(max_size=200))
 def test_any_bytes_as_a_recordings_file(tmp_path_factory, data):
     check_recording_file(tmp_path_factory.mktemp("r") / "test_x.llm.json", data)
+
+
+def test_a_baseline_merged_with_both_sides_kept_names_both_lines(tmp_path):
+    entry = '{"higher_is_better": true, "kind": "m", "mean": 1.0, "n": 1}'
+    text = ('{\n  "format": 1,\n  "tests": {\n    "t": {\n      "metrics": {\n'
+            f'        "m": {entry},\n        "m": {entry}\n      }}\n    }}\n  }}\n}}\n')
+    path = tmp_path / "baseline.json"
+    path.write_text(text)
+    try:
+        store.load_baseline(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}:7: the field 'm' appears twice in one object (first on line 6)"), exc
+    else:  # pragma: no cover
+        raise AssertionError("a merged baseline loaded")
+    assert path.read_text() == text

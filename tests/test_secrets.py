@@ -43,9 +43,17 @@ SUITE = dedent(
         reply = llm("What is the key? {TOKEN}")
         llm_metrics.expect(reply, metrics.no_pii(), metrics.contains("{OPENAI}"), metrics.word_count(max=3))
 
+    @pytest.mark.llm(model="py:leaky:reply")
+    def test_asserts_on_the_reply(llm):
+        reply = llm("hi")
+        print("captured:", reply.text)
+        assert "zzz" in reply.text
+
     @pytest.mark.parametrize("key", ["{OPENAI}"])
     def test_key_in_the_id(key, llm_metrics):
         llm_metrics.record("uses[{TOKEN}]", 1.0, higher_is_better=True)
+        llm_metrics.record("m_{FORMATS['aws-key']}", 1.0)
+        llm_metrics.expect("ok", metrics.not_contains("{FORMATS['github-token']}"))
     """
 )
 
@@ -71,9 +79,10 @@ def test_no_secret_reaches_any_output(leaky, monkeypatch, tmp_path, mode):
     extra = ["-n", "2"] if mode == "xdist" else ["-p", "no:xdist"]
     result = leaky.runpytest_subprocess(*extra, "--llm-record-mode=once", "--llm-baseline-update", "--junitxml",
                                         "junit.xml", "--llm-report-json", "report.json", "-rA")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
     out = result.stdout.str() + result.stderr.str()
-    assert "no_pii = 8, needs <= 0" in out and "<redacted:openai-key>" in out
+    assert "captured: Here you go: <redacted:" in out
+    assert "no_pii = 8, needs <= 0" in out and "contains[<redacted:OPENAI_API_KEY>]" in out
     files = written_text(leaky.path) + summary.read_text()
     for leak in CORES:
         assert leak not in out, leak
@@ -85,8 +94,8 @@ def test_no_secret_reaches_any_output(leaky, monkeypatch, tmp_path, mode):
     # The replay gives back what was stored, redacted, and still needs no secret.
     monkeypatch.delenv("OPENAI_API_KEY")
     replay = leaky.runpytest_subprocess(*extra, "--llm-record-mode=none", "-rA")
-    replay.assert_outcomes(passed=1, failed=1)
-    assert "<redacted:openai-key>" in replay.stdout.str()
+    replay.assert_outcomes(passed=1, failed=2)
+    assert "<redacted:OPENAI_API_KEY>" in replay.stdout.str()
     for leak in CORES[1:]:
         assert leak not in replay.stdout.str(), leak
 
@@ -134,3 +143,15 @@ def test_a_snapshot_diff_shows_no_secret(pytester, monkeypatch):
     out = result.stdout.str()
     assert "<redacted:MY_SERVICE_TOKEN>" in out
     assert TOKEN not in out and "Abc123def456GHI789jkl012MNO345" not in out
+
+
+def test_secrets_cut_short_for_display_are_redacted_around_the_ellipsis():
+    from pytest_llmmetrics.redact import scrub_cut
+
+    secrets = {TOKEN: "<redacted:MY_SERVICE_TOKEN>"}
+    shown = f"'and {FORMATS['github-token'][:20]}...{FORMATS['bearer'][-18:]} and {TOKEN[:10]}...{TOKEN[-9:]} x'"
+    clean = scrub_cut(shown, secrets)
+    assert clean == ("'and <redacted:secret>...<redacted:secret> and <redacted:MY_SERVICE_TOKEN>..."
+                     "<redacted:MY_SERVICE_TOKEN> x'")
+    ordinary = "assert 'The answer is...the capital of France' == 'x'"
+    assert scrub_cut(ordinary, secrets) == ordinary
