@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Union
 
 from .errors import ConfigError, MetricError
+from .stats import LIMIT
 from .response import Response, as_response
 
 
@@ -135,18 +138,35 @@ class Check:
 
 
 def to_value(result: object, what: str) -> float:
-    """A metric value as a finite float; bools count as 1.0/0.0."""
-    if isinstance(result, bool):
+    """A metric value as a float within ±`stats.LIMIT`; bools count as 1.0/0.0.
+
+    Any real number is taken (int, float, NumPy scalars, ``Decimal``,
+    ``Fraction``); NaN, infinities and values so large that a mean or a
+    standard deviation of them would overflow are refused.
+    """
+    if isinstance(result, (bool, numpy_bool_types())):
         return 1.0 if result else 0.0
-    if isinstance(result, (int, float)) and not isinstance(result, complex):
-        value = float(result)
-        if math.isfinite(value):
+    if isinstance(result, (numbers.Real, decimal.Decimal)):
+        try:
+            value = float(result)
+        except (OverflowError, ValueError):
+            value = math.nan
+        if math.isfinite(value) and abs(value) <= LIMIT:
             return value
-        raise MetricError(f"{what} gave {result!r}; a metric value must be a finite number")
+        raise MetricError(f"{what} gave {result!r}; a metric value must be a finite number between "
+                          f"-{LIMIT:g} and {LIMIT:g}")
     raise MetricError(
         f"{what} gave {result!r} ({type(result).__name__}); a metric must be a number, "
         "a bool or a pytest_llmmetrics.Measurement"
     )
+
+
+def numpy_bool_types() -> tuple[type, ...]:
+    """NumPy's bool type when NumPy is already imported (never imported here for it)."""
+    import sys
+
+    numpy = sys.modules.get("numpy")
+    return (numpy.bool_,) if numpy is not None else ()
 
 
 class MetricFactory:

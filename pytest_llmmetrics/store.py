@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Collection
 
 from .errors import ConfigError, LLMMetricsWarning
+from .stats import LIMIT
 from .files import atomic_write_text, load_json, read_text
 
 FORMAT = 1
@@ -39,7 +40,9 @@ BASELINE = "baseline.json"
 HISTORY = "history"
 KEEP_RUNS = 50
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number within the range metric values are held to (`stats.LIMIT`)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and abs(value) <= LIMIT
 
 
 ENTRY_FIELDS = {

@@ -275,3 +275,29 @@ def test_misses_are_shown_when_the_test_also_raised(bot):
     result = bot.runpytest_subprocess()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ValueError: later code broke*", "*llm metrics*", "*- is_json = false*"])
+
+
+def test_metric_values_are_any_real_number_within_range():
+    import decimal
+    import fractions
+
+    from pytest_llmmetrics.check import to_value
+    from pytest_llmmetrics.errors import MetricError
+
+    assert to_value(decimal.Decimal("0.25"), "m") == 0.25 and to_value(fractions.Fraction(1, 4), "m") == 0.25
+    for bad in (1e200, -1e16, float("nan"), float("inf"), decimal.Decimal("1e400")):
+        with pytest.raises(MetricError, match="must be a finite number between -1e\\+15 and 1e\\+15"):
+            to_value(bad, "metric 'big'")
+
+
+def test_huge_values_fail_the_test_not_the_session(pytester):
+    pytester.makepyfile(test_a=(
+        "def test_big(llm_metrics):\n"
+        "    for v in (1e200, -1e200):\n"
+        "        llm_metrics.record('big', v, higher_is_better=True)\n"
+        "def test_fine(llm_metrics):\n"
+        "    llm_metrics.record('fine', 1.0)\n"))
+    result = pytester.runpytest_subprocess("--llm-baseline-update")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*llm_metrics.record('big') gave 1e+200; a metric value must be a finite number*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
