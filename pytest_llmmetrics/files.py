@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
     A reader (or a crash) sees the old file or the new one, never a torn mix.
     The file gets the permissions the umask gives (not ``tempfile.mkstemp``'s 0600).
+    A symlink is followed (its target is written, the link stays); a device,
+    pipe or socket at ``path`` is never replaced (an `OSError` says so).
     """
+    path = Path(os.path.realpath(path))
+    check_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = text.encode("utf-8")
     while True:
@@ -46,6 +52,19 @@ def atomic_write_text(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def check_regular(path: Path) -> None:
+    """An `OSError` when something other than a regular file (or nothing) is at ``path``."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "it is a directory", str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "it is not a regular file (a device, a pipe or a socket) and was left alone",
+                      str(path))
 
 
 def create_file(path: Path) -> None:

@@ -9,6 +9,7 @@ warning line, and the exit status stays the tests' own.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -41,6 +42,16 @@ def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
                 f"--llm-report-json / llm_report_json: {json_path} is a directory; give a file path, "
                 "e.g. --llm-report-json=llm-report.json"
             )
+        if json_path.exists() and not json_path.is_file():
+            raise pytest.UsageError(
+                f"--llm-report-json / llm_report_json: {json_path} is not a regular file (a device, a pipe or a "
+                "socket); give a file path, e.g. --llm-report-json=llm-report.json"
+            )
+        if _inside(json_path, metrics_dir):
+            raise pytest.UsageError(
+                f"--llm-report-json / llm_report_json: {json_path} is inside llm_metrics_dir ({metrics_dir}), "
+                "where the baseline and the run history live; write the report elsewhere, e.g. llm-report.json"
+            )
         for folder in json_path.parents:
             if folder.exists():
                 if not folder.is_dir():
@@ -48,6 +59,12 @@ def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
                         f"--llm-report-json / llm_report_json: cannot write {json_path}, {folder} is a file"
                     )
                 break
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies in it, symlinks resolved."""
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return real == base or base in real.parents
 
 
 class MetricsReport:
@@ -214,10 +231,8 @@ class MetricsReport:
         """Run ``write``; an OS error becomes a one-line warning naming the file (and False is returned)."""
         try:
             return write()
-        except OSError as exc:
-            where = exc.filename if isinstance(exc.filename, str) else str(path)
-            self.warnings.append(f"could not write {self._show_path(Path(where))}: "
-                                 f"{exc.strerror or type(exc).__name__}")
+        except OSError as exc:  # named by the path the user knows, not a temp file beside it
+            self.warnings.append(f"could not write {self._show_path(path)}: {exc.strerror or type(exc).__name__}")
             return False
 
     def _show_path(self, path: Path) -> str:
@@ -233,6 +248,11 @@ class MetricsReport:
         atomic_write_text(path, json.dumps(data, sort_keys=True) + "\n")  # compact: C encoder, fast
 
     def _append_summary(self, path: Path) -> None:
+        from .files import check_regular
+
+        if _inside(path, self.metrics_dir):  # never append Markdown to the baseline or the history
+            raise OSError(errno.EINVAL, "it is inside llm_metrics_dir; point GITHUB_STEP_SUMMARY elsewhere", str(path))
+        check_regular(path)
         with open(path, "a", encoding="utf-8") as f:
             f.write(self.markdown())
 

@@ -308,3 +308,25 @@ def test_recordings_that_cannot_be_written_are_a_line_not_a_crash(run, bot):
     assert result.ret == 0
     result.stdout.fnmatch_lines(["__recordings__/test_a.llm.json NOT updated: could not write it: *"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_reports_never_replace_devices_pipes_links_or_the_plugins_own_files(run, bot, monkeypatch):
+    bot.makepyfile(test_a="def test_a(llm_metrics):\n    llm_metrics.record('m', 1.0)\n")
+    run("--llm-baseline-update").assert_outcomes(passed=1)
+    baseline = (bot.path / ".llmmetrics" / "baseline.json").read_text()
+    os.mkfifo(bot.path / "fifo")
+    for target, message in (("fifo", "is not a regular file"), (".llmmetrics/baseline.json", "is inside llm_metrics_dir"),
+                            (".llmmetrics/report.json", "is inside llm_metrics_dir")):
+        result = run("--llm-report-json", target)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, target
+        assert message in result.stderr.str()
+    (bot.path / "real.json").write_text("old")
+    (bot.path / "link.json").symlink_to("real.json")
+    run("--llm-report-json", "link.json").assert_outcomes(passed=1)
+    assert (bot.path / "link.json").is_symlink() and json.loads((bot.path / "real.json").read_text())["rows"]
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(bot.path / ".llmmetrics" / "baseline.json"))
+    result = run()
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["warning: could not write .llmmetrics/baseline.json: it is inside llm_metrics_dir*"])
+    assert (bot.path / ".llmmetrics" / "baseline.json").read_text() == baseline
+    assert (bot.path / "fifo").exists() and not (bot.path / "fifo").is_file()
