@@ -82,12 +82,14 @@ class LLM:
         messages = self._messages(conversation, settings)
         each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
                 for i in range(n)]
+        # One fingerprint for the call as the test wrote it (its seed, n), not for the last sample's seed.
+        self._note(messages, settings, samples=n)
         workers = min(n, int(getattr(self.model, "max_concurrency", 1) or 1))
         if workers == 1:
-            return [self._send(messages, s) for s in each]
+            return [self._call(messages, s.call_params()) for s in each]
         # A server model (openai:) answers several requests at once: send them together, bounded.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-sample") as pool:
-            futures = [pool.submit(self._call, messages, self._note(messages, s)) for s in each]
+            futures = [pool.submit(self._call, messages, s.call_params()) for s in each]
             try:
                 return [f.result() for f in futures]
             except BaseException:
@@ -112,10 +114,10 @@ class LLM:
     def _send(self, messages: list[dict[str, str]], settings: LLMSettings) -> Response:
         return self._call(messages, self._note(messages, settings))
 
-    def _note(self, messages: list[dict[str, str]], settings: LLMSettings) -> dict[str, Any]:
+    def _note(self, messages: list[dict[str, str]], settings: LLMSettings, samples: int | None = None) -> dict[str, Any]:
         params = settings.call_params()
         if self._on_send is not None:
-            self._on_send(self.name, params, messages)
+            self._on_send(self.name, params if samples is None else {**params, "samples": samples}, messages)
         return params
 
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:

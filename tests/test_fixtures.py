@@ -448,3 +448,28 @@ def test_options_and_marker_are_documented(bot):
         assert ini in help_text
     markers = bot.runpytest_subprocess("--markers").stdout.str()
     assert "@pytest.mark.llm(model=None, system=None, temperature=0.0, max_tokens=256" in markers
+
+
+def test_the_fingerprint_of_a_sample_call_is_the_call_as_written(bot, monkeypatch):
+    import json
+
+    bot.makepyfile(test_s=dedent(
+        """
+        import os
+        import pytest
+
+        @pytest.mark.llm(model="py:bot:reply", temperature=0.7)
+        def test_samples(llm, llm_metrics):
+            n, seed = int(os.environ.get("N", "10")), int(os.environ.get("SEED", "1"))
+            llm_metrics.record("k", len(llm.sample("Say hi", n, seed=seed)), higher_is_better=True)
+        """))
+    bot.runpytest_subprocess("--llm-baseline-update").assert_outcomes(passed=1)
+    fingerprint = json.loads((bot.path / ".llmmetrics" / "baseline.json").read_text())["tests"][
+        "test_s.py::test_samples"]["fingerprint"]
+    assert json.loads(fingerprint["params"]) == {"max_tokens": 256, "samples": 10, "seed": 1, "temperature": 0.7}
+    # n=5 from seed 6 ends on the same seed as n=10 from seed 1: a change of the call, not of the prompt.
+    monkeypatch.setenv("N", "5")
+    monkeypatch.setenv("SEED", "6")
+    result = bot.runpytest_subprocess()
+    result.stdout.fnmatch_lines(["*test_samples*k*10*5*regressed*sampling parameters changed"])
+    assert "prompt changed" not in result.stdout.str()
