@@ -54,8 +54,11 @@ class Tolerances:
         for part in (p.strip() for p in spec.split(",")):
             if not part:
                 continue
-            name, _, value = part.rpartition(":")
+            name, colon, value = part.rpartition(":")
             name, value = name.strip(), value.strip()
+            if colon and not name:
+                raise ConfigError(f"--llm-tolerance: {part!r} has no name before the ':'; write NAME:VALUE, "
+                                  "or a bare VALUE for the default")
             parsed = _tolerance_value(part, value)
             if name:
                 if name in by_name:
@@ -78,10 +81,14 @@ class Tolerances:
     def is_set(self, name: str, kind: str) -> bool:
         return name in self.by_name or kind in self.by_name or self.default[0] > 0
 
-    def unknown_names(self, known: Iterable[str]) -> list[str]:
-        """Warnings for names that match no metric or kind of this run or the baseline."""
+    def unknown_names(self, known: Iterable[str], rates: Iterable[str] = ()) -> list[str]:
+        """Warnings for names that match no metric or kind of this run or the baseline, and for
+        pass-rate tolerances above 1 (``rates``: names and kinds compared as pass rates)."""
         known = sorted(set(known) | set(BUILT_IN_KINDS))
-        notes = []
+        rates = set(rates) | {"pass_rate"}
+        notes = [f"--llm-tolerance: {name}:{value:g} is more than 1, and a pass rate moves between 0 and 1: "
+                 f"write points as fractions ({name}:0.05 is 5 points)"
+                 for name, (value, relative) in self.by_name.items() if name in rates and not relative and value > 1]
         for name in self.by_name:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=3)

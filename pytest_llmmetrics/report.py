@@ -47,10 +47,10 @@ def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
                 f"--llm-report-json / llm_report_json: {json_path} is not a regular file (a device, a pipe or a "
                 "socket); give a file path, e.g. --llm-report-json=llm-report.json"
             )
-        if _inside(json_path, metrics_dir):
+        if _plugins_own(json_path, metrics_dir):
             raise pytest.UsageError(
-                f"--llm-report-json / llm_report_json: {json_path} is inside llm_metrics_dir ({metrics_dir}), "
-                "where the baseline and the run history live; write the report elsewhere, e.g. llm-report.json"
+                f"--llm-report-json / llm_report_json: {json_path} is the plugin's own file (the baseline, the run "
+                "history or the embedding cache in llm_metrics_dir); write the report elsewhere, e.g. llm-report.json"
             )
         for folder in json_path.parents:
             if folder.exists():
@@ -65,6 +65,13 @@ def _inside(path: Path, folder: Path) -> bool:
     """``path`` is ``folder`` or lies in it, symlinks resolved."""
     real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     return real == base or base in real.parents
+
+
+def _plugins_own(path: Path, metrics_dir: Path) -> bool:
+    """``path`` is the baseline, or lies in the run history or the embedding cache: never a report's place."""
+    from .store import HISTORY
+
+    return any(_inside(path, own) for own in (metrics_dir / BASELINE, metrics_dir / HISTORY, metrics_dir / "cache"))
 
 
 class MetricsReport:
@@ -112,8 +119,9 @@ class MetricsReport:
 
         try:
             return Tolerances.parse(self.tolerance_spec)
-        except ConfigError as exc:
-            raise pytest.UsageError(str(exc)) from None
+        except ConfigError as exc:  # named as the user set it: the flag, or the ini key
+            raise pytest.UsageError(str(exc).replace("--llm-tolerance:", "--llm-tolerance / llm_tolerance:", 1)) \
+                from None
 
     # --- what the session collected and how each test ended ---------------------------
 
@@ -180,9 +188,11 @@ class MetricsReport:
         self.notes += tolerances.unknown_names(
             {name for group in (tests, reference or {}) for test in group.values() for name in test["metrics"]}
             | {m.get("kind", "") for group in (tests, reference or {}) for test in group.values()
-               for m in test["metrics"].values()})
+               for m in test["metrics"].values()},
+            {key for test in tests.values() for name, m in test["metrics"].items() if m.get("scale") == "binary"
+             for key in (name, m.get("kind", ""))})
         self._attempt(self.metrics_dir / store.HISTORY,
-                      lambda: store.write_history(self.metrics_dir, tests, model=self.model,
+                      lambda: store.write_history(self.metrics_dir, tests, model=self._models(tests),
                                                   root=self.config.rootpath))
         if self.update:
             self._update_baseline(exitstatus, finished, vanished)
@@ -193,6 +203,11 @@ class MetricsReport:
             self._attempt(Path(summary_file), lambda: self._append_summary(Path(summary_file)))
         if self.fail_on_regression and totals(self.rows)["regressed"] and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _models(self, tests: Tests) -> str:
+        """The model specs this run's tests used (from their fingerprints), else the configured default."""
+        used = sorted({t["fingerprint"]["model"] for t in tests.values() if t.get("fingerprint", {}).get("model")})
+        return ", ".join(used) or self.model
 
     def _redacted(self) -> tuple[Tests, set[str], set[str]]:
         """This run's metrics, collected and finished tests, with secrets in test ids and metric names redacted.
@@ -222,6 +237,10 @@ class MetricsReport:
             self.notes.append("baseline NOT updated: the run was interrupted")
             return
         merged = store.merge(self.baseline, self.tests, passed=finished, vanished=vanished)
+        if not merged.tests and self.baseline is None:
+            self.notes.append("baseline NOT written: no test that records metrics passed, so there is nothing to "
+                              "accept (the next run compares with this run's history)")
+            return
         if self._attempt(self.baseline_path, lambda: store.save_baseline(self.baseline_path, merged.tests)) is not False:
             self.notes.append(merged.summary(self._show_path(self.baseline_path)))
         else:
@@ -250,8 +269,8 @@ class MetricsReport:
     def _append_summary(self, path: Path) -> None:
         from .files import check_regular
 
-        if _inside(path, self.metrics_dir):  # never append Markdown to the baseline or the history
-            raise OSError(errno.EINVAL, "it is inside llm_metrics_dir; point GITHUB_STEP_SUMMARY elsewhere", str(path))
+        if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
+            raise OSError(errno.EINVAL, "it is the plugin's own file; point GITHUB_STEP_SUMMARY elsewhere", str(path))
         check_regular(path)
         with open(path, "a", encoding="utf-8") as f:
             f.write(self.markdown())
@@ -305,7 +324,8 @@ class MetricsReport:
             lines += [inconclusive, ""]
         changed = [r for r in self.rows if r.verdict != "unchanged"]
         if changed:
-            lines += ["| test | metric | baseline | current | delta | verdict | why |", "|---|---|---|---|---|---|---|"]
+            lines += ["| test | metric | baseline | current | delta | verdict | detectable | why |",
+                      "|---|---|---|---|---|---|---|---|"]
             lines += [f"| {markdown_cell(r.test, code=True)} | {markdown_cell(r.metric, code=True)} | {r.baseline} | "
-                      f"{r.current} | {r.delta} | **{r.verdict}** | {r.why} |" for r in changed]
+                      f"{r.current} | {r.delta} | **{r.verdict}** | {r.detectable} | {r.why} |" for r in changed]
         return "\n".join(lines) + "\n\n"

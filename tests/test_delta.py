@@ -53,10 +53,21 @@ def test_tolerance_syntax_and_lookup():
     ("word_count:-5%", "is negative"),
     ("0.01,0.02", "two default values"),
     ("similarity:0.01,similarity:0.02", "'similarity' is given twice"),
+    (":5", "has no name before the ':'"),
 ])
 def test_bad_tolerances_say_what_is_wrong(spec, message):
     with pytest.raises(ConfigError, match=message):
         Tolerances.parse(spec)
+
+
+def test_a_pass_rate_tolerance_above_one_is_a_warning():
+    notes = Tolerances.parse("pass_rate:50,contains:5,word_count:50").unknown_names(
+        {"contains[Paris]", "contains", "word_count"}, {"contains[Paris]", "contains"})
+    assert notes == [
+        "--llm-tolerance: pass_rate:50 is more than 1, and a pass rate moves between 0 and 1: write points as "
+        "fractions (pass_rate:0.05 is 5 points)",
+        "--llm-tolerance: contains:5 is more than 1, and a pass rate moves between 0 and 1: write points as "
+        "fractions (contains:0.05 is 5 points)"]
 
 
 def test_unknown_tolerance_names_get_the_closest_known_ones():

@@ -200,7 +200,7 @@ def test_bad_marker_on_class_names_each_test(bot):
         (["--llm-model", "openai:"], ("--llm-model / llm_model: model spec 'openai:' has no model name: write "
                                       "openai:<model>, e.g. openai:gpt-4o-mini")),
         (["--llm-record-mode", "sometimes"], "'sometimes' is not one of off, none, once, new_episodes, all"),
-        (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance: 'similarity=0.02' is not NAME:VALUE"),
+        (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance / llm_tolerance: 'similarity=0.02' is not NAME:VALUE"),
         (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
         (["--llm-base-url", "127.0.0.1:8000"], "--llm-base-url / llm_base_url: '127.0.0.1:8000' is not an http(s) URL"),
         (["--llm-timeout", "-1"], "--llm-timeout / llm_timeout: '-1' must be a number >= 0.0"),

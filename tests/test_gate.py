@@ -276,7 +276,15 @@ def test_tolerance_mistakes_are_explained(run, bot):
     for spec, message in (("0.01,0.02", "two default values"), ("-1", "'-1' is negative")):
         result = run("--llm-tolerance", spec)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        assert message in result.stderr.str()
+        assert "--llm-tolerance / llm_tolerance: " in result.stderr.str() and message in result.stderr.str()
+
+
+def test_accepting_a_run_in_which_every_test_failed_writes_no_empty_baseline(run, bot):
+    bot.makepyfile(test_a="def test_a(llm_metrics):\n    llm_metrics.record('m', 1.0)\n    assert False\n")
+    result = run("--llm-baseline-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["baseline NOT written: no test that records metrics passed*"])
+    assert not (bot.path / ".llmmetrics" / "baseline.json").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
@@ -315,8 +323,8 @@ def test_reports_never_replace_devices_pipes_links_or_the_plugins_own_files(run,
     run("--llm-baseline-update").assert_outcomes(passed=1)
     baseline = (bot.path / ".llmmetrics" / "baseline.json").read_text()
     os.mkfifo(bot.path / "fifo")
-    for target, message in (("fifo", "is not a regular file"), (".llmmetrics/baseline.json", "is inside llm_metrics_dir"),
-                            (".llmmetrics/report.json", "is inside llm_metrics_dir")):
+    for target, message in (("fifo", "is not a regular file"), (".llmmetrics/baseline.json", "the plugin's own file"),
+                            (".llmmetrics/history/report.json", "the plugin's own file")):
         result = run("--llm-report-json", target)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, target
         assert message in result.stderr.str()
@@ -327,6 +335,6 @@ def test_reports_never_replace_devices_pipes_links_or_the_plugins_own_files(run,
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(bot.path / ".llmmetrics" / "baseline.json"))
     result = run()
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["warning: could not write .llmmetrics/baseline.json: it is inside llm_metrics_dir*"])
+    result.stdout.fnmatch_lines(["warning: could not write .llmmetrics/baseline.json: it is the plugin's own file*"])
     assert (bot.path / ".llmmetrics" / "baseline.json").read_text() == baseline
     assert (bot.path / "fifo").exists() and not (bot.path / "fifo").is_file()
