@@ -64,7 +64,17 @@ def read(path: str | Path) -> str:
 
 def parse(data: str, where: str) -> Stored:
     """Strict: a hand-broken file is an error naming the file and line, never silently replaced."""
+    again = "Fix the file, or delete it and run pytest --snapshot-update to record it again"
+    if data.startswith("\ufeff"):
+        raise ConfigError(f"{where}: line 1: the file starts with a byte-order mark (BOM) an editor added; "
+                          f"remove it (save as UTF-8 without BOM). {again}")
     head, sep, body = data.partition(f"\n{SEPARATOR}\n")
+    if not sep and f"\r\n{SEPARATOR}\r\n" in data:
+        raise ConfigError(
+            f"{where}: line 1: the file's line endings were changed to CRLF (git's core.autocrlf or an editor), "
+            "so its header no longer reads. Snapshots keep the reply's own line endings: add the line "
+            "'__snapshots__/** -text' to .gitattributes and check the file out again (git checkout -- FILE). " + again
+        )
     if not sep:
         raise ConfigError(
             f"{where}: line 1: not a pytest-llmmetrics snapshot (no '{SEPARATOR}' line after the header). "
@@ -218,6 +228,9 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
             return read(snapshot_location)
         except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            raise ConfigError(f"{snapshot_location}: a directory is where this snapshot file belongs; move it "
+                              "away, then run pytest --snapshot-update to record the snapshot") from None
 
     @classmethod
     def get_location(cls, *, test_location: Any, index: Any) -> str:

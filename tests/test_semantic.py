@@ -555,3 +555,15 @@ def test_batching_noise_in_similarities_never_moves_a_verdict(run, bot, monkeypa
     result = run("test_noise.py::test_single", "--llm-fail-on-regression")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*test_single*similarity*regressed*"])
+
+
+def test_a_directory_where_a_snapshot_belongs_is_a_clear_failure(snap):
+    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    path = snapshot_file(snap)
+    path.unlink()
+    path.mkdir()
+    result = snap.runpytest_subprocess("-k", "not strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*{path}: a directory is where this snapshot file belongs*"])
+    assert "Traceback" not in result.stdout.str() and "IsADirectoryError" not in result.stdout.str()
+    assert path.is_dir()

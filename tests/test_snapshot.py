@@ -107,3 +107,15 @@ def test_stems_are_file_names_and_differ_where_names_do(name, other):
 def test_diff_lines_are_the_texts_own():
     assert _lines("One sentence. Another one.") == ["One sentence. Another one."]
     assert _lines("a\r\nb\rc\n") == ["a\\r", "b\\rc", ""]
+
+
+def test_snapshots_an_editor_or_git_changed_say_what_happened():
+    from pytest_llmmetrics.errors import ConfigError
+    from pytest_llmmetrics.snapshot import parse, render
+
+    text = render("sentence-transformers/all-MiniLM-L6-v2", "Refunds take 30 days.")
+    with pytest.raises(ConfigError, match="line endings were changed to CRLF.*__snapshots__/\\*\\* -text' to .gitattributes"):
+        parse(text.replace("\n", "\r\n"), "a.llm.txt")
+    with pytest.raises(ConfigError, match="starts with a byte-order mark"):
+        parse("\ufeff" + text, "a.llm.txt")
+    assert parse(text, "a.llm.txt").text == "Refunds take 30 days."
