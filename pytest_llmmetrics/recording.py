@@ -45,7 +45,7 @@ from .errors import ConfigError, ModelError
 from .files import atomic_write_text, load_json, read_text
 from .providers import model_name
 from .redact import env_secrets, safe_params, scrub
-from .response import Response
+from .response import Response, field_problem
 
 FORMAT = "pytest-llmmetrics recordings 1"
 ABOUT = ("Replies of the model under test, keyed by model, messages and parameters. Written by "
@@ -156,12 +156,10 @@ def _entry(raw: Any) -> dict[str, Any]:
     for r in raw["replies"]:
         reply = {"text": _unpack(r["text"], "reply text")}
         for f in REPLY_FIELDS:
-            value = r.get(f)
-            ok = value is None or (isinstance(value, str) if f == "finish_reason" else
-                                   isinstance(value, (int, float)) and not isinstance(value, bool))
-            if not ok:
-                raise ValueError(f"reply field {f!r} has a bad value {value!r}")
-            reply[f] = value
+            problem = field_problem(f, r.get(f))  # one rule with Response: a replayed reply is a reply
+            if problem:
+                raise ValueError(f"reply field {problem}")
+            reply[f] = r.get(f)
         replies.append(reply)
     return {"key": raw["key"], "test": raw["test"], "model": raw["model"], "params": raw["params"],
             "messages": messages, "replies": replies}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ class Response:
                 f"Response.text must be a str, got {_describe(self.text)}; "
                 "a reply with no text is Response(text='')"
             )
+        problem = field_problem("latency_s", self.latency_s) or field_problem("prompt_tokens", self.prompt_tokens) \
+            or field_problem("completion_tokens", self.completion_tokens) \
+            or field_problem("finish_reason", self.finish_reason)
+        if problem:
+            raise ReplyError(f"Response.{problem}")
 
     def __str__(self) -> str:
         return self.text
@@ -45,6 +51,19 @@ class Response:
         if self.prompt_tokens is None or self.completion_tokens is None:
             return None
         return self.prompt_tokens + self.completion_tokens
+
+
+def field_problem(name: str, value: Any) -> str | None:
+    """What is wrong with a reply field's value (None: nothing); one rule for replies and recordings."""
+    if value is None:
+        return None
+    if name == "finish_reason":
+        return None if isinstance(value, str) else f"finish_reason must be a str or None, got {_describe(value)}"
+    if name == "latency_s":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        return None if ok else f"latency_s must be a number of seconds >= 0 or None, got {_describe(value)}"
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else f"{name} must be an int >= 0 or None, got {_describe(value)}"
 
 
 def as_response(reply: object, where: str = "the reply", *, or_list: bool = False) -> Response:

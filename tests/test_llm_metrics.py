@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 
+import re
+
 import pytest
 
 from conftest import dedent
@@ -301,3 +303,19 @@ def test_huge_values_fail_the_test_not_the_session(pytester):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*llm_metrics.record('big') gave 1e+200; a metric value must be a finite number*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("latency_s", "fast", "latency_s must be a number of seconds >= 0 or None, got str ('fast')"),
+    ("latency_s", float("nan"), "latency_s must be a number of seconds >= 0"),
+    ("latency_s", -1.0, "latency_s must be a number of seconds >= 0"),
+    ("prompt_tokens", -5, "prompt_tokens must be an int >= 0 or None"),
+    ("completion_tokens", 2.5, "completion_tokens must be an int >= 0 or None"),
+    ("finish_reason", 3, "finish_reason must be a str or None"),
+])
+def test_reply_fields_are_checked_where_the_reply_is_made(field, value, message):
+    from pytest_llmmetrics import Response
+    from pytest_llmmetrics.errors import ReplyError
+
+    with pytest.raises(ReplyError, match=re.escape(f"Response.{message}")):
+        Response(text="ok", **{field: value})

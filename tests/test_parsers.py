@@ -211,3 +211,21 @@ def test_a_baseline_merged_with_both_sides_kept_names_both_lines(tmp_path):
     else:  # pragma: no cover
         raise AssertionError("a merged baseline loaded")
     assert path.read_text() == text
+
+
+def test_a_recording_with_an_impossible_reply_field_names_the_file_and_line(tmp_path):
+    from pytest_llmmetrics import recording
+
+    path = tmp_path / "test_x.llm.json"
+    entry = {"key": "k1", "test": "test_x.py::t", "model": "py:bot:reply", "params": {},
+             "messages": [{"role": "user", "content": "hi"}],
+             "replies": [{"text": "ok", "latency_s": float("nan"), "prompt_tokens": None,
+                          "completion_tokens": None, "finish_reason": None}]}
+    text = json.dumps({"format": recording.FORMAT, "about": "", "recordings": [entry]}, indent=2)
+    path.write_text(text)
+    try:
+        recording.load(path)
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}:") and "latency_s must be a number of seconds >= 0" in str(exc), exc
+    else:  # pragma: no cover
+        raise AssertionError("a recording with latency NaN loaded")
