@@ -84,7 +84,10 @@ def read_text(path: Path | str, fix: str) -> str:
 
     A file that is not UTF-8 is a `ConfigError` naming it and the line, ending with ``fix`` (what to do).
     """
-    data = Path(path).read_bytes()
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a directory is where this file belongs; move it away. {fix}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

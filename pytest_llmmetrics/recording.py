@@ -198,7 +198,7 @@ class Recordings:
     def entries(self, path: Path) -> dict[str, dict[str, Any]]:
         with self._lock:
             if path not in self._loaded:
-                self._existed[path] = path.is_file()
+                self._existed[path] = path.exists()  # a directory in the way is an error below, not "no file"
                 try:
                     self._loaded[path] = load(path) if self._existed[path] else {}
                 except ConfigError as exc:
@@ -234,10 +234,10 @@ class Recordings:
         for file in sorted(set(self._new) | set(self._ran)):
             new, ran = self._new.get(file, {}), self._ran.get(file, set())
             path = root / file
-            if not new and not path.is_file():
+            if not new and not path.exists():
                 continue
             try:
-                entries = load(path) if path.is_file() else {}
+                entries = load(path) if path.exists() else {}
             except ConfigError as exc:
                 self.skipped.append(f"{file} NOT updated: {exc}")
                 continue
@@ -261,7 +261,9 @@ class Recordings:
             try:
                 atomic_write_text(path, dump(entries))
             except OSError as exc:  # the end of a run never crashes: say so, keep the exit status
-                self.skipped.append(f"{file} NOT updated: could not write it: {exc.strerror or type(exc).__name__}")
+                where = f" ({exc.filename})" if isinstance(exc.filename, str) else ""
+                self.skipped.append(f"{file} NOT updated: could not write it: {exc.strerror or type(exc).__name__}"
+                                    f"{where}")
                 continue
             line = f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded"
             if stale:

@@ -338,3 +338,19 @@ def test_reports_never_replace_devices_pipes_links_or_the_plugins_own_files(run,
     result.stdout.fnmatch_lines(["warning: could not write .llmmetrics/baseline.json: it is the plugin's own file*"])
     assert (bot.path / ".llmmetrics" / "baseline.json").read_text() == baseline
     assert (bot.path / "fifo").exists() and not (bot.path / "fifo").is_file()
+
+
+def test_a_directory_where_the_recordings_file_belongs_is_named(run, bot):
+    bot.makepyfile(test_a=dedent(
+        """
+        import pytest
+
+        @pytest.mark.llm(model="py:bot:reply")
+        def test_a(llm):
+            llm("Say hi")
+        """))
+    (bot.path / "__recordings__" / "test_a.llm.json").mkdir(parents=True)
+    result = run("--llm-record-mode=none")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_a.llm.json: a directory is where this file belongs; move it away*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
