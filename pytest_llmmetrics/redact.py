@@ -132,38 +132,29 @@ def scrub_cut(text: str, secrets: Mapping[str, str] | None = None) -> str:
     for i in range(0, len(pieces), 2):
         before, after = i + 1 < len(pieces), i > 0  # this piece ends / starts at an ellipsis
         if before:
-            pieces[i] = _cut_end(pieces[i], secrets)
+            pieces[i] = _cut(pieces[i], secrets, at_end=True)
         if after:
-            pieces[i] = _cut_start(pieces[i], secrets)
+            pieces[i] = _cut(pieces[i], secrets, at_end=False)
     return "".join(pieces)
 
 
-def _cut_end(piece: str, secrets: Mapping[str, str]) -> str:
-    run = re.search(r"[^\s'\"]+$", piece)
+def _cut(piece: str, secrets: Mapping[str, str], *, at_end: bool) -> str:
+    """``piece`` with the secret part of its word next to an ellipsis (its last word, or its first) redacted."""
+    run = re.search(r"[^\s'\"]+$", piece) if at_end else re.match(r"[^\s'\"]+", piece)
     if not run:
         return piece
     word = run.group()
-    for secret, name in secrets.items():
-        for k in range(len(secret) - 1, 7, -1):
-            if word.endswith(secret[:k]):
-                return piece[: len(piece) - k] + name
-    token = _CUT_PREFIXES.search(word)
-    if token:
-        return piece[: len(piece) - len(token.group())] + "<redacted:secret>"
-    if looks_secret(word):  # the start of a token whose format was cut off
-        return piece[: len(piece) - len(word)] + "<redacted:secret>"
-    return piece
 
+    def redact(length: int, name: str) -> str:
+        return piece[: len(piece) - length] + name if at_end else name + piece[length:]
 
-def _cut_start(piece: str, secrets: Mapping[str, str]) -> str:
-    run = re.match(r"[^\s'\"]+", piece)
-    if not run:
-        return piece
-    word = run.group()
     for secret, name in secrets.items():
-        for k in range(len(secret) - 1, 7, -1):
-            if word.startswith(secret[-k:]):
-                return name + piece[k:]
-    if looks_secret(word):  # the end of a token whose start was cut off
-        return "<redacted:secret>" + piece[len(word):]
+        for k in range(len(secret) - 1, 7, -1):  # the start of a secret before "...", its end after it
+            if word.endswith(secret[:k]) if at_end else word.startswith(secret[-k:]):
+                return redact(k, name)
+    token = _CUT_PREFIXES.search(word) if at_end else None
+    if token:  # a credential cut short: its format's start is there
+        return redact(len(token.group()), "<redacted:secret>")
+    if looks_secret(word):  # the other piece of a token whose format was cut off
+        return redact(len(word), "<redacted:secret>")
     return piece
