@@ -87,7 +87,7 @@ def read_text(path: Path | str, fix: str) -> str:
     try:
         data = Path(path).read_bytes()
     except IsADirectoryError:
-        raise ConfigError(f"{path}: a directory is where this file belongs; move it away. {fix}") from None
+        raise ConfigError(f"{path}: a directory is where this file belongs; move it away") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -228,9 +228,6 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
             return read(snapshot_location)
         except FileNotFoundError:
             return None
-        except IsADirectoryError:
-            raise ConfigError(f"{snapshot_location}: a directory is where this snapshot file belongs; move it "
-                              "away, then run pytest --snapshot-update to record the snapshot") from None
 
     @classmethod
     def get_location(cls, *, test_location: Any, index: Any) -> str:

@@ -95,7 +95,8 @@ def test_replayed_replies_keep_latency_and_tokens(bot, counter):
     result.assert_outcomes(passed=1)
     rows = {r["metric"]: r["values"] for r in json.loads((counter.path / "r.json").read_text())["rows"]}
     latency = entry["replies"][0]["latency_s"]
-    assert rows["latency_s"]["current"]["mean"] == rows["latency_s"]["baseline"]["mean"] == pytest.approx(latency)
+    # Stored with six significant digits (see the README): equal to the recorded latency to 1e-5.
+    assert rows["latency_s"]["current"]["mean"] == rows["latency_s"]["baseline"]["mean"] == pytest.approx(latency, rel=1e-5)
     assert rows["tokens"]["current"]["mean"] == rows["tokens"]["baseline"]["mean"] == 1
 
 

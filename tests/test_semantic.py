@@ -564,6 +564,6 @@ def test_a_directory_where_a_snapshot_belongs_is_a_clear_failure(snap):
     path.mkdir()
     result = snap.runpytest_subprocess("-k", "not strict")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*{path}: a directory is where this snapshot file belongs*"])
+    result.stdout.fnmatch_lines([f"*{path}: a directory is where this file belongs; move it away*"])
     assert "Traceback" not in result.stdout.str() and "IsADirectoryError" not in result.stdout.str()
     assert path.is_dir()
