@@ -19,7 +19,7 @@ import pytest
 
 from .display import markdown_cell, printable, show_path
 from .errors import ConfigError
-from .store import BASELINE  # stdlib only: cheap at start-up
+from .store import BASELINE, HISTORY  # stdlib only: cheap at start-up
 
 if TYPE_CHECKING:
     from .delta import Row, Tolerances
@@ -69,8 +69,6 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def _plugins_own(path: Path, metrics_dir: Path) -> bool:
     """``path`` is the baseline, or lies in the run history or the embedding cache: never a report's place."""
-    from .store import HISTORY
-
     return any(_inside(path, own) for own in (metrics_dir / BASELINE, metrics_dir / HISTORY, metrics_dir / "cache"))
 
 

@@ -167,16 +167,6 @@ def _welch_parts(base: Side, current: Side) -> tuple[float, float, float]:
     return current.mean - base.mean, se, df
 
 
-def welch(mean0: float, sd0: float, n0: int, mean1: float, sd1: float, n1: int,
-          one_sided_alpha: float = ONE_SIDED_ALPHA) -> tuple[float, float]:
-    """Welch's t interval for mean1 - mean0."""
-    d, se, df = _welch_parts(Side(mean0, n0, sd0), Side(mean1, n1, sd1))
-    if se == 0:
-        return d, d
-    half = t_quantile(1 - one_sided_alpha, df) * se
-    return d - half, d + half
-
-
 @dataclass(frozen=True)
 class Side:
     """One side of a comparison: a metric's summary in the baseline or in this run.
