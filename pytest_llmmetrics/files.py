@@ -11,7 +11,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from pytest_llmmetrics.errors import ConfigError
 
 # Every file the plugin creates asks for rw-rw-rw- and lets the umask (and a
 # folder's default ACL) take away what the user wants taken away, as ``open()``

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .check import MetricRegistry
+    from pytest_llmmetrics.checks.registry import MetricRegistry
 
 
 @pytest.hookspec()

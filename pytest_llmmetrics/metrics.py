@@ -11,11 +11,12 @@ import json
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import detectors
-from .check import Check, Measurement
-from .errors import ConfigError, MetricError
-from .redact import scrub
-from .response import Response
+from pytest_llmmetrics.checks import detectors
+from pytest_llmmetrics.checks.check import Check, Measurement
+from pytest_llmmetrics.errors import ConfigError, MetricError
+from pytest_llmmetrics.redact import scrub
+from pytest_llmmetrics.response import Response
+from pytest_llmmetrics.semantic.engine import check_threshold, get_engine
 
 __all__ = [
     "contains",
@@ -459,8 +460,6 @@ def similarity(reference: str, *, min: float | None = None) -> Check:
     ``min`` defaults to ``llm_similarity_threshold``. Samples are encoded in
     one batch; embeddings and similarities are cached on disk.
     """
-    from .embeddings import check_threshold, get_engine
-
     if not isinstance(reference, str) or not reference.strip():
         raise ConfigError("similarity: give the reference answer as a non-empty string")
     engine = get_engine()

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator
+from typing import Any, Generator
 
 import pytest
 
-from . import settings as _settings
-from .display import printable
-from .errors import ConfigError, LLMMetricsError
-from .redact import env_secrets, scrub, scrub_cut
+from pytest_llmmetrics import hookspecs, markers, options
+from pytest_llmmetrics.baseline.report import MetricsReport
+from pytest_llmmetrics.checks.registry import MetricRegistry, builtin_registry
+from pytest_llmmetrics.display import printable
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
+from pytest_llmmetrics.llm import LLM
+from pytest_llmmetrics.llm_metrics import MetricsRecorder
+from pytest_llmmetrics.providers.cache import ModelCache
+from pytest_llmmetrics.redact import env_secrets, scrub, scrub_cut
+from pytest_llmmetrics.replay import Recordings, attach
+from pytest_llmmetrics.semantic import engine as embeddings
 
-if TYPE_CHECKING:
-    from .check import MetricRegistry
-    from .client import LLM
-    from .providers import ModelCache
-    from .recorder import MetricsRecorder
-    from .recording import Recordings
-
-# Modules for checks, models and recording are imported in the fixtures that
-# need them: a suite that never asks for an llm fixture pays for none of it.
 MODELS_KEY = pytest.StashKey["ModelCache"]()
 REGISTRY_KEY = pytest.StashKey["tuple[int, MetricRegistry]"]()
 RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
@@ -29,47 +27,39 @@ SECRETS_KEY = pytest.StashKey["dict[str, str]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    _settings.add_options(parser)
+    options.add_options(parser)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hookspecs
-
     pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from . import embeddings
-
-    config.addinivalue_line("markers", _settings.MARKER_HELP)
-    _settings.check_config(config)
+    config.addinivalue_line("markers", markers.MARKER_HELP)
+    options.check_config(config)
     # Cheap: the engine loads its model (and torch) on the first text not in the cache.
     embeddings.configure(
-        _settings.get(config, "llm_embedding_model"),
-        _settings.get(config, "llm_device"),
-        _settings.metrics_dir(config) / "cache",
-        threshold=_settings.similarity_threshold(config),
+        options.get(config, "llm_embedding_model"),
+        options.get(config, "llm_device"),
+        options.metrics_dir(config) / "cache",
+        threshold=options.similarity_threshold(config),
     )
-    record_mode = _settings.get(config, "llm_record_mode")
+    record_mode = options.get(config, "llm_record_mode")
     if record_mode != "off":
-        from .recording import Recordings
-
         recordings = config.stash[RECORDINGS_KEY] = Recordings(
             config, record_mode, writer=not hasattr(config, "workerinput"))
         config.pluginmanager.register(recordings, "llmmetrics-recordings")
     if not hasattr(config, "workerinput"):  # xdist workers send their metrics to the controller
-        from .report import MetricsReport
-
         config.pluginmanager.register(
             MetricsReport(
                 config,
-                _settings.metrics_dir(config),
-                _settings.get(config, "llm_tolerance"),
-                update=bool(_settings.get(config, "llm_baseline_update")
+                options.metrics_dir(config),
+                options.get(config, "llm_tolerance"),
+                update=bool(options.get(config, "llm_baseline_update")
                             or getattr(config.option, "update_snapshots", False)),
-                fail_on_regression=bool(_settings.get(config, "llm_fail_on_regression")),
-                json_path=_settings.get(config, "llm_report_json"),
-                model=str(_settings.get(config, "llm_model")),
+                fail_on_regression=bool(options.get(config, "llm_fail_on_regression")),
+                json_path=options.get(config, "llm_report_json"),
+                model=str(options.get(config, "llm_model")),
             ),
             "llmmetrics-report",
         )
@@ -77,8 +67,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def metric_registry(config: pytest.Config) -> MetricRegistry:
     """Built-ins plus what plugins register; rebuilt when a plugin (a late conftest) arrives."""
-    from .check import builtin_registry
-
     plugins = len(config.pluginmanager.get_plugins())
     cached = config.stash.get(REGISTRY_KEY, None)
     if cached is not None and cached[0] == plugins:
@@ -108,7 +96,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
         marks = list(item.iter_markers("llm"))
         if marks:
             try:
-                _settings.validate_marks(marks, item.nodeid)
+                markers.validate_marks(marks, item.nodeid)
             except ConfigError as exc:
                 raise collector.CollectError(str(exc)) from None
     return result
@@ -144,7 +132,10 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if any("llm_snapshot" in getattr(item, "fixturenames", ()) for item in session.items):
-        from .snapshot import KeepSnapshotsOfFailedTests, register_selected
+        from pytest_llmmetrics.semantic.snapshot import (
+            KeepSnapshotsOfFailedTests,
+            register_selected,
+        )
 
         register_selected(session.items)
         KeepSnapshotsOfFailedTests.register(session.config, session.items)
@@ -186,8 +177,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed or report.sections:
         redact_report(report)
     if RECORDINGS_KEY in item.config.stash:
-        from .recording import attach
-
         attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
     if call.when == "call" and recorder is not None and recorder.records:
@@ -206,9 +195,7 @@ def model_cache(config: pytest.Config) -> ModelCache:
     """The run's models, one per spec, loaded on first use."""
     models = config.stash.get(MODELS_KEY, None)
     if models is None:
-        from .providers import ModelCache
-
-        models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, _settings.provider_options(config))
+        models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, options.provider_options(config))
     return models
 
 
@@ -244,8 +231,6 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     recorded here, whatever ``llm_model`` returns. Every answer is waited for
     at most ``--llm-timeout`` seconds.
     """
-    from .client import LLM
-
     config = request.config
     model = model_cache(config).resolve(llm_model)
     timeout = model_cache(config).options.timeout
@@ -255,17 +240,15 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     return LLM(model, _test_settings(request.node), on_send=recorder_for(request.node).note_call, timeout=timeout)
 
 
-def _test_settings(item: pytest.Item) -> _settings.LLMSettings:
+def _test_settings(item: pytest.Item) -> markers.LLMSettings:
     """This test's model settings: its ``llm`` markers (closest wins), then CLI, ini, default."""
-    return _settings.merge(item.iter_markers("llm"), _settings.get(item.config, "llm_model"))
+    return markers.settings_from_marks(item.iter_markers("llm"), options.get(item.config, "llm_model"))
 
 
 def recorder_for(item: pytest.Item) -> MetricsRecorder:
     """The test's metrics recorder, made on first use (by ``llm_metrics`` or ``llm_snapshot``)."""
     recorder = item.stash.get(RECORDER_KEY, None)
     if recorder is None:
-        from .recorder import MetricsRecorder
-
         config = item.config
         recorder = item.stash[RECORDER_KEY] = MetricsRecorder(lambda: metric_registry(config))
     return recorder
@@ -286,7 +269,7 @@ def llm_snapshot(request: pytest.FixtureRequest) -> Any:
     records the similarity as a metric. ``pytest --snapshot-update`` records it.
     """
     try:
-        from .snapshot import make_assertion
+        from pytest_llmmetrics.semantic.snapshot import make_assertion
     except ImportError:
         raise ConfigError(
             "llm_snapshot needs syrupy and sentence-transformers: pip install 'pytest-llmmetrics[semantic]'"

@@ -1,17 +1,4 @@
-"""Secrets stay out of everything the plugin writes or prints: the one home of redaction.
-
-- Parameters whose names look like keys or tokens (``api_key``, ``token``,
-  ``auth``, ``password``, ...) are written as ``<redacted>``; a request is
-  keyed by the redacted form, so a replay does not need the secret either.
-- Well-known credential formats (OpenAI ``sk-``/``sk-proj-``, GitHub
-  ``ghp_``/``github_pat_``, AWS ``AKIA``, Slack ``xox[abp]-``, Google
-  ``AIza``, Stripe, JWTs, ``Bearer`` tokens, private-key blocks) are replaced
-  by ``<redacted:KIND>`` wherever they appear.
-- The values of environment variables named like ``*_KEY``, ``*TOKEN``,
-  ``*SECRET``, ``*PASSWORD`` or ``*CREDENTIALS`` are replaced by
-  ``<redacted:NAME>``, but only values that look like secrets (see
-  `looks_secret`): ``MY_KEY="fine answer"`` rewrites nothing.
-"""
+"""Secrets stay out of everything the plugin writes or prints: the one home of redaction."""
 
 from __future__ import annotations
 
@@ -82,7 +69,20 @@ def env_secrets() -> dict[str, str]:
 
 
 def scrub(value: Any, secrets: Mapping[str, str] | None = None) -> Any:
-    """``value`` (text, or lists and dicts of it, keys included) with every secret replaced."""
+    """``value`` (text, or lists and dicts of it, keys included) with every secret replaced.
+
+    - Parameters whose names look like keys or tokens (``api_key``, ``token``,
+      ``auth``, ``password``, ...) are written as ``<redacted>``; a request is
+      keyed by the redacted form, so a replay does not need the secret either.
+    - Well-known credential formats (OpenAI ``sk-``/``sk-proj-``, GitHub
+      ``ghp_``/``github_pat_``, AWS ``AKIA``, Slack ``xox[abp]-``, Google
+      ``AIza``, Stripe, JWTs, ``Bearer`` tokens, private-key blocks) are replaced
+      by ``<redacted:KIND>`` wherever they appear.
+    - The values of environment variables named like ``*_KEY``, ``*TOKEN``,
+      ``*SECRET``, ``*PASSWORD`` or ``*CREDENTIALS`` are replaced by
+      ``<redacted:NAME>``, but only values that look like secrets (see
+      `looks_secret`): ``MY_KEY="fine answer"`` rewrites nothing.
+    """
     if secrets is None:
         secrets = env_secrets()
     if isinstance(value, str):

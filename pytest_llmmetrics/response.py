@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ReplyError
+from pytest_llmmetrics.errors import ReplyError
 
 # What a reply is, in the words of every error about one.
 REPLY_TYPES = "a Response (what llm(...) returns) or a str"

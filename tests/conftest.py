@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from pytest_llmmetrics import check as check_module
 from pytest_llmmetrics import metrics as metrics_module
+from pytest_llmmetrics.checks import registry as registry_module
 
 # A scripted model: only plumbing, so a fake is fine here (real models: providers tests).
 BOT = '''
@@ -48,11 +48,11 @@ def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _reset_module_state():
     """Metrics made with @metric and prices live at module level: restore them per test."""
-    decorated = dict(check_module._DECORATED)
+    decorated = dict(registry_module._DECORATED)
     prices = dict(metrics_module._PRICES)
     yield
-    check_module._DECORATED.clear()
-    check_module._DECORATED.update(decorated)
+    registry_module._DECORATED.clear()
+    registry_module._DECORATED.update(decorated)
     metrics_module._PRICES.clear()
     metrics_module._PRICES.update(prices)
 
@@ -84,7 +84,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("needs llama-cpp-python[server] (pip install -e '.[test]')")
     from servers import LlamaServer
 
-    from pytest_llmmetrics.local import gguf_path
+    from pytest_llmmetrics.providers.local import gguf_path
 
     server = LlamaServer(gguf_path(), tmp_path_factory.mktemp("llama-server") / "server.log")
     server.wait_ready()

@@ -11,9 +11,9 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import dedent
-from pytest_llmmetrics import store
+
+from pytest_llmmetrics.baseline import store
 
 SUITE = dedent(
     """
@@ -187,7 +187,7 @@ def test_a_suite_without_metrics_writes_nothing(pytester):
 WRITER = """
 import sys
 from pathlib import Path
-from pytest_llmmetrics import store
+from pytest_llmmetrics.baseline import store
 path = Path(sys.argv[1])
 tests = {f"t{i}": {"fingerprint": {}, "metrics": {"m": {"higher_is_better": True, "kind": "m", "mean": float(i),
           "n": 1, "passed": None, "std": 0.0, "threshold": None}}} for i in range(20000)}

@@ -6,8 +6,9 @@ import pytest
 
 import pytest_llmmetrics
 from pytest_llmmetrics import Check, ConfigError, Measurement, MetricError, Response
-from pytest_llmmetrics.check import builtin_registry
-from pytest_llmmetrics.metrics import NOT_CHECKS, __all__ as BUILTINS
+from pytest_llmmetrics.checks.registry import builtin_registry
+from pytest_llmmetrics.metrics import NOT_CHECKS
+from pytest_llmmetrics.metrics import __all__ as BUILTINS
 
 
 def test_threshold_words_and_bounds():

@@ -11,7 +11,13 @@ import random
 import pytest
 
 from pytest_llmmetrics import ConfigError
-from pytest_llmmetrics.delta import Tolerances, compare, inconclusive_line, totals, why_moved
+from pytest_llmmetrics.baseline.compare import (
+    Tolerances,
+    compare,
+    inconclusive_line,
+    totals,
+    why_moved,
+)
 
 
 def entry(mean, n=1, passed=None, std=0.0, higher=True, kind=None, scale=None):

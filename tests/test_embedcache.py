@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from pytest_llmmetrics.embedcache import EmbeddingCache
 from pytest_llmmetrics.errors import LLMMetricsWarning
+from pytest_llmmetrics.semantic.cache import EmbeddingCache
 
 np = pytest.importorskip("numpy")
 

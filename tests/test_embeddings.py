@@ -7,7 +7,12 @@ import shutil
 import pytest
 
 from pytest_llmmetrics import ConfigError
-from pytest_llmmetrics.embeddings import DEFAULT_MODEL, EmbeddingEngine, resolve_device, resolve_model
+from pytest_llmmetrics.semantic.engine import (
+    DEFAULT_EMBEDDING_MODEL,
+    EmbeddingEngine,
+    resolve_device,
+    resolve_model,
+)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
@@ -32,8 +37,8 @@ def reference_vectors():
 
 def test_default_model_is_the_packaged_minilm():
     ref = resolve_model(None)
-    assert ref.identity == DEFAULT_MODEL and ref.path is not None and (ref.path / "model.safetensors").is_file()
-    assert resolve_model(DEFAULT_MODEL) == ref  # the hub id resolves to the packaged copy, offline
+    assert ref.identity == DEFAULT_EMBEDDING_MODEL and ref.path is not None and (ref.path / "model.safetensors").is_file()
+    assert resolve_model(DEFAULT_EMBEDDING_MODEL) == ref  # the hub id resolves to the packaged copy, offline
 
 
 def test_local_folder_is_identified_by_its_name(tmp_path):

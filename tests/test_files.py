@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import dedent
+
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.files import atomic_write_text, create_file, read_text
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import dedent
-
 
 
 def test_response_fields_and_str(run, bot):

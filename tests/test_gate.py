@@ -7,7 +7,6 @@ import os
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import dedent
 
 SAMPLED = dedent(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import glob
-
 import re
 
 import pytest
-
 from conftest import dedent
 
 
@@ -283,7 +281,7 @@ def test_metric_values_are_any_real_number_within_range():
     import decimal
     import fractions
 
-    from pytest_llmmetrics.check import to_value
+    from pytest_llmmetrics.checks.check import to_value
     from pytest_llmmetrics.errors import MetricError
 
     assert to_value(decimal.Decimal("0.25"), "m") == 0.25 and to_value(fractions.Fraction(1, 4), "m") == 0.25

@@ -8,10 +8,10 @@ import threading
 from typing import Any
 
 import pytest
-
 from conftest import dedent
+
 from pytest_llmmetrics.errors import ConfigError, ModelError
-from pytest_llmmetrics.local import LocalModel
+from pytest_llmmetrics.providers.local import LocalModel
 
 pytest.importorskip("llama_cpp", reason="the local model needs pytest-llmmetrics[local]")
 
@@ -128,8 +128,8 @@ def test_collection_does_not_load_the_model(bot):
     )
     assert "1 test collected" in proc.stdout, proc.stdout
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "pytest_llmmetrics.settings" in imported  # the plugin was loaded
-    assert [m for m in imported if m.split(".")[0] in ("llama_cpp", "openai") or m == "pytest_llmmetrics.local"] == []
+    assert "pytest_llmmetrics.options" in imported  # the plugin was loaded
+    assert [m for m in imported if m.split(".")[0] in ("llama_cpp", "openai") or m == "pytest_llmmetrics.providers.local"] == []
 
 
 def test_timeout_stops_a_generation_and_the_next_test_gets_the_model(run, bot):

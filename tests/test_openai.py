@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import dedent
-from pytest_llmmetrics.client import LLM
-from pytest_llmmetrics.errors import ConfigError, ModelError
-from pytest_llmmetrics.providers import ProviderOptions
-from pytest_llmmetrics.remote import OpenAIModel
-from pytest_llmmetrics.settings import LLMSettings
 from servers import FaultServer, LlamaServer, free_port
+
+from pytest_llmmetrics.errors import ConfigError, ModelError
+from pytest_llmmetrics.llm import LLM
+from pytest_llmmetrics.markers import LLMSettings
+from pytest_llmmetrics.providers.openai import OpenAIModel
+from pytest_llmmetrics.providers.spec import ProviderOptions
 
 pytest.importorskip("openai", reason="needs pytest-llmmetrics[openai]")
 
@@ -80,7 +80,7 @@ def test_base_url_from_the_environment(bot, llama_server, monkeypatch):
 
 def test_server_stopped_mid_suite(bot, tmp_path):
     """The server dies between tests: later tests fail with a clear message, after the first without retries."""
-    from pytest_llmmetrics.local import gguf_path
+    from pytest_llmmetrics.providers.local import gguf_path
 
     server = LlamaServer(gguf_path(), tmp_path / "server.log")
     try:

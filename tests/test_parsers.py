@@ -13,8 +13,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_llmmetrics import store
-from pytest_llmmetrics.delta import Tolerances, compare
+from pytest_llmmetrics.baseline import store
+from pytest_llmmetrics.baseline.compare import Tolerances, compare
 from pytest_llmmetrics.errors import ConfigError
 
 TEXT = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -120,7 +120,7 @@ def test_any_tolerance_spec(spec):
 @TEXT
 @given(st.one_of(st.text(max_size=30), st.from_regex(r"(local|openai|py)(:[\w.:-]{0,12})?", fullmatch=True)))
 def test_any_model_spec(spec):
-    from pytest_llmmetrics.providers import check_spec
+    from pytest_llmmetrics.providers.spec import check_spec
 
     try:
         kind, target = check_spec(spec)
@@ -140,7 +140,7 @@ marker_kwargs = st.dictionaries(
 @TEXT
 @given(marker_kwargs)
 def test_any_marker_arguments(kwargs):
-    from pytest_llmmetrics import settings as llm_settings
+    from pytest_llmmetrics import markers as llm_settings
 
     try:
         llm_settings.validate_kwargs(kwargs, "test_x.py::test_y: @pytest.mark.llm")
@@ -166,7 +166,7 @@ recording_entries = st.fixed_dictionaries(
 
 
 def check_recording_file(path: Path, data: bytes) -> None:
-    from pytest_llmmetrics import recording
+    from pytest_llmmetrics import replay as recording
 
     path.write_bytes(data)
     try:
@@ -214,7 +214,7 @@ def test_a_baseline_merged_with_both_sides_kept_names_both_lines(tmp_path):
 
 
 def test_a_recording_with_an_impossible_reply_field_names_the_file_and_line(tmp_path):
-    from pytest_llmmetrics import recording
+    from pytest_llmmetrics import replay as recording
 
     path = tmp_path / "test_x.llm.json"
     entry = {"key": "k1", "test": "test_x.py::t", "model": "py:bot:reply", "params": {},

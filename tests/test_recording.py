@@ -7,12 +7,12 @@ import json
 import re
 
 import pytest
-
 from conftest import dedent
-from pytest_llmmetrics.errors import ConfigError
-from pytest_llmmetrics.recording import dump, load, request_key
-from pytest_llmmetrics.redact import safe_params
 from servers import FaultServer, free_port
+
+from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.redact import safe_params
+from pytest_llmmetrics.replay import dump, load, request_key
 
 RECORDING = "__recordings__/test_a.llm.json"
 

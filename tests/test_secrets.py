@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import dedent
-from pytest_llmmetrics import detectors
-from pytest_llmmetrics.redact import CREDENTIAL_PATTERNS, env_secrets, looks_secret, scrub
+
+from pytest_llmmetrics.checks import detectors
+from pytest_llmmetrics.redact import (
+    CREDENTIAL_PATTERNS,
+    env_secrets,
+    looks_secret,
+    scrub,
+)
 
 OPENAI = "sk-proj-Abc123def456GHI789jkl012MNO345"
 TOKEN = "Zq8vR2kLp0wXyT5mNb7c"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import dedent
 
 pytest.importorskip("sentence_transformers")
@@ -224,7 +223,7 @@ def test_fully_cached_run_imports_no_torch(snap, monkeypatch):
     )
     assert "1 failed, 1 passed" in proc.stdout
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "pytest_llmmetrics.snapshot" in imported
+    assert "pytest_llmmetrics.semantic.snapshot" in imported
     assert sorted(m for m in imported if m.split(".")[0] in ("torch", "transformers", "sentence_transformers")) == []
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("syrupy")
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.files import atomic_write_text
-from pytest_llmmetrics.snapshot import (
+from pytest_llmmetrics.semantic.snapshot import (
     SemanticSnapshotExtension,
     Stored,
     _lines,
@@ -111,7 +111,7 @@ def test_diff_lines_are_the_texts_own():
 
 def test_snapshots_an_editor_or_git_changed_say_what_happened():
     from pytest_llmmetrics.errors import ConfigError
-    from pytest_llmmetrics.snapshot import parse, render
+    from pytest_llmmetrics.semantic.snapshot import parse, render
 
     text = render("sentence-transformers/all-MiniLM-L6-v2", "Refunds take 30 days.")
     with pytest.raises(ConfigError, match="line endings were changed to CRLF.*__snapshots__/\\*\\* -text' to .gitattributes"):

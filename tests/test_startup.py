@@ -26,6 +26,6 @@ def test_it(llm, llm_metrics):
     )
     assert "1 failed" in proc.stdout  # is_json misses on prose: the checks really ran
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "pytest_llmmetrics.check" in imported and "py3langid" in imported, proc.stderr[-3000:]
+    assert "pytest_llmmetrics.checks.check" in imported and "py3langid" in imported, proc.stderr[-3000:]
     loaded_heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert loaded_heavy == []

@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from pytest_llmmetrics.stats import (
+from pytest_llmmetrics.baseline.stats import (
     Side,
     agresti_caffo,
     benjamini_hochberg,

@@ -9,10 +9,10 @@ import contextvars
 import threading
 
 import pytest
-
 from conftest import dedent
-from pytest_llmmetrics.client import run_with_timeout
-from pytest_llmmetrics.recording import load
+
+from pytest_llmmetrics.providers.call import run_with_timeout
+from pytest_llmmetrics.replay import load
 
 # A model that blocks until told to answer: a hang, with no timing in it.
 HANG = '''

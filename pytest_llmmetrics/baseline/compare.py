@@ -7,11 +7,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Collection, Iterable
 
-from . import stats  # stdlib only; this module itself is imported at the session's end
-from .errors import ConfigError
+from pytest_llmmetrics.baseline import (
+    stats,  # stdlib only; this module itself is imported at the session's end
+)
+from pytest_llmmetrics.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .store import Tests
+    from pytest_llmmetrics.baseline.store import Tests
 
 ORDER = ("regressed", "unstable", "changed", "improved", "new", "gone", "unchanged")
 _RANK = {verdict: rank for rank, verdict in enumerate(ORDER)}

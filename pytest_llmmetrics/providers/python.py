@@ -1,56 +1,16 @@
-"""Model specs (``local``, ``openai:<model>``, ``py:<module>:<callable>``) and the models they name.
-
-The ``local`` and ``openai:`` providers live in `local` and `remote`; both are
-imported, and load their heavy dependencies, on a test's first call only.
-"""
+"""The ``py:<module>:<callable>`` provider: any Python callable as the model under test."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from .errors import ConfigError
-
-Messages = Sequence[Mapping[str, str]]
-ModelCallable = Callable[..., Any]  # (messages, **params) -> str | Response
-
-KNOWN_SPECS = "local, openai:<model>, py:<module>:<callable>"
-
-
-@dataclass(frozen=True)
-class ProviderOptions:
-    """Settings of the providers: ``timeout`` (``--llm-timeout``) for every model, the rest for ``openai:``."""
-
-    base_url: str | None = None
-    timeout: float | None = 60.0  # None: no limit
-    max_retries: int = 3
-    retry_backoff: float = 1.0
-    concurrency: int = 8
-
-
-def check_spec(spec: str) -> tuple[str, str]:
-    """Split a spec into ``(kind, target)``; an unknown or malformed spec is a `ConfigError`."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError(f"model spec {spec!r} is empty; use one of: {KNOWN_SPECS}")
-    kind, _, target = spec.partition(":")
-    if kind == "local" and not target:
-        return kind, ""
-    if kind == "openai":
-        if target.strip():
-            return kind, target
-        raise ConfigError(f"model spec {spec!r} has no model name: write openai:<model>, e.g. openai:gpt-4o-mini")
-    if kind == "py":
-        module, _, name = target.partition(":")
-        if module and name and all(part.isidentifier() for part in module.split(".") + name.split(".")):
-            return kind, target
-        raise ConfigError(
-            f"model spec {spec!r} is malformed: write py:<module>:<callable>, e.g. py:myapp.bot:reply"
-        )
-    raise ConfigError(f"unknown model spec {spec!r}; known specs: {KNOWN_SPECS}")
+from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.markers import LLMSettings
+from pytest_llmmetrics.providers.spec import Messages, ModelCallable
 
 
 class CallableModel:
@@ -68,8 +28,6 @@ class CallableModel:
         self._signature = _signature(fn)
         self._accepts = _accepted_params(self._signature)
         if self._signature is not None:
-            from .settings import LLMSettings
-
             # What every call sends (a callable may require it), as far as the callable takes it.
             always = LLMSettings().call_params()
             sent = {k: v for k, v in always.items() if self._accepts is None or k in self._accepts}
@@ -119,15 +77,8 @@ def _accepted_params(sig: inspect.Signature | None) -> frozenset[str] | None:
     return frozenset(names[1:])
 
 
-def model_name(model: object) -> str:
-    """What ``Response.model`` says for a model: its spec, else its name."""
-    spec = getattr(model, "spec", None)
-    if isinstance(spec, str):
-        return spec
-    return str(getattr(model, "__name__", type(model).__name__))
 
-
-def _import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
+def import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -150,44 +101,3 @@ def _import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
         except AttributeError:
             raise ConfigError(f"{spec}: module {module_name!r} has no attribute {attr!r}") from None
     return obj
-
-
-class ModelCache:
-    """One model object per spec per process, shared by every test that uses it."""
-
-    def __init__(self, rootdir: Path, options: ProviderOptions | None = None) -> None:
-        self.rootdir = rootdir
-        self.options = options or ProviderOptions()
-        self._models: dict[str, Any] = {}
-
-    def get(self, spec: str) -> Any:
-        model = self._models.get(spec)
-        if model is None:
-            model = self._models[spec] = self._load(spec)
-        return model
-
-    def resolve(self, model: Any, where: str = "the llm_model fixture") -> Any:
-        """What an ``llm_model`` fixture returned, as a model: a spec string is loaded like ``--llm-model``."""
-        if isinstance(model, str):
-            try:
-                return self.get(model)
-            except ConfigError as exc:
-                raise ConfigError(f"{where} returned {model!r}: {exc}") from None
-        if not callable(model):
-            raise ConfigError(
-                f"{where} returned {type(model).__name__} ({model!r:.80}); return a model spec such as "
-                f"'py:myapp.bot:reply' ({KNOWN_SPECS}) or a callable (messages, **params) -> str | Response"
-            )
-        return model
-
-    def _load(self, spec: str) -> Any:
-        kind, target = check_spec(spec)
-        if kind == "local":
-            from .local import LocalModel
-
-            return LocalModel(timeout=self.options.timeout)
-        if kind == "openai":
-            from .remote import OpenAIModel
-
-            return OpenAIModel(target, self.options)
-        return CallableModel(_import_callable(spec, target, self.rootdir), spec)

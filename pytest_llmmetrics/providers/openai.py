@@ -1,30 +1,4 @@
-"""The ``openai:<model>`` provider: any OpenAI-compatible Chat Completions server, via the official client.
-
-Where the server is: ``--llm-base-url`` / ``llm_base_url``, else
-``$OPENAI_BASE_URL``, else OpenAI's own API. The key: ``$OPENAI_API_KEY``; a
-server given by URL may need none (llama.cpp, vLLM and Ollama by default).
-
-Failures the server may recover from -- HTTP 429, 408, 409 and 5xx, timeouts
-and connection errors -- are retried up to ``llm_max_retries`` times with
-exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
-and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
-(up to 60 s; a longer wait fails at once). The client's own retries are off,
-so these settings are the only ones. When the retries are spent, the error
-names the server, what it answered and what to do. Once a request has spent
-its retries without reaching the server (connection errors or timeouts: it
-is down or stuck), later requests get one attempt each until one is answered,
-so a suite against a stopped server fails test by test in seconds, not in
-minutes of backoff. ``latency_s`` is the time of the answered request,
-without earlier failed attempts and waits.
-
-Models that refuse ``max_tokens`` and ask for ``max_completion_tokens``
-instead (OpenAI's reasoning models) get it under that name from then on,
-without costing an attempt.
-
-The client is made on the first call, so importing ``openai`` costs a suite
-nothing until a test talks to a server; it is shared by the threads that
-``llm.sample`` uses to send requests concurrently (``llm_concurrency``).
-"""
+"""The ``openai:<model>`` provider: any OpenAI-compatible Chat Completions server, through the official client, with retries."""
 
 from __future__ import annotations
 
@@ -36,10 +10,10 @@ import threading
 import time
 from typing import Any, Mapping, Sequence
 
-from .errors import ConfigError, ModelError
-from .providers import ProviderOptions
-from .redact import scrub
-from .response import Response
+from pytest_llmmetrics.errors import ConfigError, ModelError
+from pytest_llmmetrics.providers.spec import ProviderOptions
+from pytest_llmmetrics.redact import scrub
+from pytest_llmmetrics.response import Response
 
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 60.0
@@ -52,7 +26,33 @@ _RESERVED = {"self", "messages", "model", "stream", "stream_options", "extra_hea
 
 
 class OpenAIModel:
-    """``(messages, **params) -> Response`` through ``openai.OpenAI().chat.completions.create``."""
+    """``(messages, **params) -> Response`` through ``openai.OpenAI().chat.completions.create``.
+
+    Where the server is: ``--llm-base-url`` / ``llm_base_url``, else
+    ``$OPENAI_BASE_URL``, else OpenAI's own API. The key: ``$OPENAI_API_KEY``; a
+    server given by URL may need none (llama.cpp, vLLM and Ollama by default).
+
+    Failures the server may recover from -- HTTP 429, 408, 409 and 5xx, timeouts
+    and connection errors -- are retried up to ``llm_max_retries`` times with
+    exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
+    and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
+    (up to 60 s; a longer wait fails at once). The client's own retries are off,
+    so these settings are the only ones. When the retries are spent, the error
+    names the server, what it answered and what to do. Once a request has spent
+    its retries without reaching the server (connection errors or timeouts: it
+    is down or stuck), later requests get one attempt each until one is answered,
+    so a suite against a stopped server fails test by test in seconds, not in
+    minutes of backoff. ``latency_s`` is the time of the answered request,
+    without earlier failed attempts and waits.
+
+    Models that refuse ``max_tokens`` and ask for ``max_completion_tokens``
+    instead (OpenAI's reasoning models) get it under that name from then on,
+    without costing an attempt.
+
+    The client is made on the first call, so importing ``openai`` costs a suite
+    nothing until a test talks to a server; it is shared by the threads that
+    ``llm.sample`` uses to send requests concurrently (``llm_concurrency``).
+    """
 
     enforces_timeout = True  # the client waits llm_timeout per attempt, between retries: call it directly
 

@@ -22,16 +22,16 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from .embeddings import check_threshold, get_engine
-from .errors import ConfigError, LLMMetricsError
-from .files import atomic_write_text, read_text
-from .redact import scrub
-from .response import Response
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
+from pytest_llmmetrics.files import atomic_write_text, read_text
+from pytest_llmmetrics.redact import scrub
+from pytest_llmmetrics.response import Response
+from pytest_llmmetrics.semantic.engine import check_threshold, get_engine
 
 if TYPE_CHECKING:
     from syrupy.data import SnapshotCollection
 
-    from .recorder import MetricsRecorder
+    from pytest_llmmetrics.llm_metrics import MetricsRecorder
 
 MODEL_FIELD = "embedding-model"
 SAMPLES_FIELD = "samples"

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import ConfigError, LLMMetricsWarning
-from .settings import DEVICE_SYNTAX
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsWarning
+from pytest_llmmetrics.options import DEVICE_SYNTAX
+from pytest_llmmetrics.semantic import bert
 
 if TYPE_CHECKING:
-    from .embedcache import EmbeddingCache
+    from pytest_llmmetrics.semantic.cache import EmbeddingCache
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_THRESHOLD = 0.8
 
 
@@ -49,11 +50,11 @@ def resolve_model(name: str | None) -> ModelRef:
     naming it explicitly works offline. A local directory is identified by
     its folder name, so snapshots do not depend on where a machine keeps it.
     """
-    if name in (None, "", DEFAULT_MODEL):
+    if name in (None, "", DEFAULT_EMBEDDING_MODEL):
         packaged = _packaged_path()
         if packaged is not None:
-            return ModelRef(DEFAULT_MODEL, str(packaged), packaged)
-        return ModelRef(DEFAULT_MODEL, DEFAULT_MODEL, None)
+            return ModelRef(DEFAULT_EMBEDDING_MODEL, str(packaged), packaged)
+        return ModelRef(DEFAULT_EMBEDDING_MODEL, DEFAULT_EMBEDDING_MODEL, None)
     assert name is not None
     path = Path(name).expanduser()
     if path.is_dir():
@@ -148,7 +149,7 @@ class EmbeddingEngine:
     def cache(self) -> EmbeddingCache | None:
         """The disk cache, opened on first use (sqlite3 is not imported before)."""
         if self._cache is None and self.cache_path is not None:
-            from .embedcache import EmbeddingCache
+            from pytest_llmmetrics.semantic.cache import EmbeddingCache
 
             self._cache = EmbeddingCache(self.cache_path)
         return self._cache
@@ -161,8 +162,6 @@ class EmbeddingEngine:
         return encoder
 
     def _load(self) -> Any:
-        from . import bert
-
         try:
             import torch  # noqa: F401
         except ImportError:

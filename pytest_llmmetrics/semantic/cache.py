@@ -14,8 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import LLMMetricsWarning
-from .files import create_file
+from pytest_llmmetrics.errors import LLMMetricsWarning
+from pytest_llmmetrics.files import create_file
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL);

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Pattern
 
-from .redact import CREDENTIAL_PATTERNS
+from pytest_llmmetrics.redact import CREDENTIAL_PATTERNS
 
 
 @dataclass(frozen=True)

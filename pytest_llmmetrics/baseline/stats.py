@@ -1,32 +1,12 @@
-"""Statistics for verdicts on sampled metrics: intervals, exact-size calibration, the regression rule, FDR control.
-
-The rule (used by the delta report): let ``d`` be the change of a metric in
-its good direction (current - baseline, negated when lower is better), and
-``[lo, hi]`` an interval for ``d`` whose ends are one-sided 95 % bounds:
-
-- *regressed*: ``hi < -tolerance`` (worse than the tolerance, beyond noise);
-- *improved*: ``lo > tolerance``;
-- *unstable*: worse with 95 % confidence (``hi < 0``) and the interval
-  reaches past the tolerance (``lo < -tolerance <= hi``): the samples cannot
-  rule out a worsening that matters, nor confirm one; the delta report also
-  calls a regression *unstable* when it does not survive false-discovery
-  control;
-- *unchanged* otherwise.
-
-Pass rates (k of n) use the Agresti-Caffo interval for a difference of two
-proportions, with its critical value calibrated per pair of sample sizes so
-that the chance of a false *regressed* is at most 5 % at every true pass rate
-(an exact unconditional test); means of samples use Welch's t interval.
-Deterministic single values (n = 1 on both sides) have no noise: the interval
-is the point.
-"""
+"""Statistics for verdicts on sampled metrics: intervals, exact-size calibration, the regression rule, FDR control."""
 
 from __future__ import annotations
 
 import functools
 import math
-from operator import add as _add, mul as _mul
 from dataclasses import dataclass
+from operator import add as _add
+from operator import mul as _mul
 from statistics import NormalDist
 from typing import Sequence
 
@@ -228,7 +208,28 @@ def change(base: Side, current: Side, higher_is_better: bool | None, tolerance: 
 
 
 def verdict(c: Change, tolerance: float = 0.0, directed: bool = True) -> str:
-    """The rule in this module's docstring; a metric with no direction is only ever *changed*."""
+    """The rule in this module's docstring; a metric with no direction is only ever *changed*.
+
+    The rule (used by the delta report): let ``d`` be the change of a metric in
+    its good direction (current - baseline, negated when lower is better), and
+    ``[lo, hi]`` an interval for ``d`` whose ends are one-sided 95 % bounds:
+
+    - *regressed*: ``hi < -tolerance`` (worse than the tolerance, beyond noise);
+    - *improved*: ``lo > tolerance``;
+    - *unstable*: worse with 95 % confidence (``hi < 0``) and the interval
+      reaches past the tolerance (``lo < -tolerance <= hi``): the samples cannot
+      rule out a worsening that matters, nor confirm one; the delta report also
+      calls a regression *unstable* when it does not survive false-discovery
+      control;
+    - *unchanged* otherwise.
+
+    Pass rates (k of n) use the Agresti-Caffo interval for a difference of two
+    proportions, with its critical value calibrated per pair of sample sizes so
+    that the chance of a false *regressed* is at most 5 % at every true pass rate
+    (an exact unconditional test); means of samples use Welch's t interval.
+    Deterministic single values (n = 1 on both sides) have no noise: the interval
+    is the point.
+    """
     if not directed:
         return "changed" if c.hi < -tolerance or c.lo > tolerance else "unchanged"
     if c.hi < -tolerance:

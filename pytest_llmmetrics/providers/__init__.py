@@ -1,0 +1,1 @@
+"""The models the ``llm`` fixture calls: spec strings, the per-process cache, and one module per provider."""
