@@ -320,6 +320,16 @@ def set_price(model: str, *, input_per_mtok: float, output_per_mtok: float) -> N
     _PRICES[model] = (float(input_per_mtok), float(output_per_mtok))
 
 
+def saved_prices() -> dict[str, tuple[float, float]]:
+    """A copy of the price table, for `restore_prices` (the plugin restores it when a run ends)."""
+    return dict(_PRICES)
+
+
+def restore_prices(saved: Mapping[str, tuple[float, float]]) -> None:
+    _PRICES.clear()
+    _PRICES.update(saved)
+
+
 def _price(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
     bare = model.split(":", 1)[1] if ":" in model else model
     for key in (model, bare):

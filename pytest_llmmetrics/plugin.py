@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 import pytest
 
-from pytest_llmmetrics import hookspecs, markers, options
+from pytest_llmmetrics import hookspecs, markers, metrics, options
 from pytest_llmmetrics.baseline.report import MetricsReport
+from pytest_llmmetrics.checks import registry as checks_registry
 from pytest_llmmetrics.checks.registry import MetricRegistry, builtin_registry
 from pytest_llmmetrics.display import printable
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
@@ -20,7 +21,9 @@ from pytest_llmmetrics.replay import Recordings, attach
 from pytest_llmmetrics.semantic import engine as embeddings
 
 MODELS_KEY = pytest.StashKey["ModelCache"]()
-REGISTRY_KEY = pytest.StashKey["tuple[int, MetricRegistry]"]()
+REGISTRY_KEY = pytest.StashKey["tuple[tuple[object, ...], MetricRegistry]"]()
+ENGINE_KEY = pytest.StashKey["embeddings.EmbeddingEngine"]()
+RESTORE_KEY = pytest.StashKey["list[Callable[[], object]]"]()
 RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
 RECORDINGS_KEY = pytest.StashKey["Recordings"]()
 SECRETS_KEY = pytest.StashKey["dict[str, str]"]()
@@ -34,16 +37,35 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Note what a run may change in the process, before its conftests load: put back at unconfigure.
+
+    ``@metric`` functions and ``set_price`` calls in conftests and test modules
+    land in module-level tables; restoring them when the run ends lets a
+    pytester run inside another pytest run leave that run as it was.
+    """
+    saved_metrics, saved_prices = checks_registry.saved_metrics(), metrics.saved_prices()
+    early_config.stash[RESTORE_KEY] = [
+        lambda: checks_registry.restore_metrics(saved_metrics),
+        lambda: metrics.restore_prices(saved_prices),
+    ]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.MARKER_HELP)
     options.check_config(config)
-    # Cheap: the engine loads its model (and torch) on the first text not in the cache.
-    embeddings.configure(
+    restore = config.stash.setdefault(RESTORE_KEY, [])
+    # Cheap: the engine loads its model (and torch) on the first text not in the cache;
+    # loaded encoders are cached per process, so a second run does not load them again.
+    engine = config.stash[ENGINE_KEY] = embeddings.for_run(
         options.get(config, "llm_embedding_model"),
         options.get(config, "llm_device"),
         options.metrics_dir(config) / "cache",
         threshold=options.similarity_threshold(config),
     )
+    previous = embeddings.activate(engine)
+    restore.append(lambda: embeddings.activate(previous))
     record_mode = options.get(config, "llm_record_mode")
     if record_mode != "off":
         recordings = config.stash[RECORDINGS_KEY] = Recordings(
@@ -65,11 +87,23 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for undo in reversed(config.stash.get(RESTORE_KEY, [])):
+        undo()
+    config.stash[RESTORE_KEY] = []
+
+
 def metric_registry(config: pytest.Config) -> MetricRegistry:
-    """Built-ins plus what plugins register; rebuilt when a plugin (a late conftest) arrives."""
-    plugins = len(config.pluginmanager.get_plugins())
+    """Built-ins plus what plugins register; built again when the plugins that register metrics change.
+
+    Keyed by the plugin objects implementing ``pytest_llmmetrics_register_metrics``
+    (not their count): one arriving and another leaving gives a new registry too.
+    pytest has no hook for a plugin that leaves, so this key is checked on each
+    call (a tuple of a few hook implementations: cheap).
+    """
+    plugins = tuple(impl.plugin for impl in config.hook.pytest_llmmetrics_register_metrics.get_hookimpls())
     cached = config.stash.get(REGISTRY_KEY, None)
-    if cached is not None and cached[0] == plugins:
+    if cached is not None and len(cached[0]) == len(plugins) and all(a is b for a, b in zip(cached[0], plugins)):
         return cached[1]
     registry = builtin_registry()
     try:

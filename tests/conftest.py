@@ -48,13 +48,10 @@ def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _reset_module_state():
     """Metrics made with @metric and prices live at module level: restore them per test."""
-    decorated = dict(registry_module._DECORATED)
-    prices = dict(metrics_module._PRICES)
+    decorated, prices = registry_module.saved_metrics(), metrics_module.saved_prices()
     yield
-    registry_module._DECORATED.clear()
-    registry_module._DECORATED.update(decorated)
-    metrics_module._PRICES.clear()
-    metrics_module._PRICES.update(prices)
+    registry_module.restore_metrics(decorated)
+    metrics_module.restore_prices(prices)
 
 
 @pytest.fixture

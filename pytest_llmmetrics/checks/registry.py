@@ -56,8 +56,20 @@ def _origin(fn: Callable[..., Any]) -> str:
 
 
 # Metrics made with @metric, by name. Module-level on purpose: test modules and
-# conftests define them at import, before any config exists to hold them.
+# conftests define them at import, before any config exists to hold them. The
+# plugin restores it when a run ends (`saved_metrics`), so the metrics of an
+# in-process pytester run do not outlive it.
 _DECORATED: dict[str, MetricFactory] = {}
+
+
+def saved_metrics() -> dict[str, MetricFactory]:
+    """A copy of the ``@metric`` table, for `restore_metrics`."""
+    return dict(_DECORATED)
+
+
+def restore_metrics(saved: dict[str, MetricFactory]) -> None:
+    _DECORATED.clear()
+    _DECORATED.update(saved)
 
 
 def metric(

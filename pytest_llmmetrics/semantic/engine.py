@@ -248,7 +248,10 @@ class EmbeddingEngine:
         return self.similarities([(reference, reply)])[0]
 
 
-_ENGINE: EmbeddingEngine | None = None
+# The engine of the pytest run in progress (set by the plugin at configure,
+# restored at unconfigure), so an in-process pytester run cannot leak into the
+# run around it. Checks built in test code reach it without a config.
+_ACTIVE: EmbeddingEngine | None = None
 
 
 def check_threshold(value: Any, what: str) -> float:
@@ -257,18 +260,23 @@ def check_threshold(value: Any, what: str) -> float:
     return float(value)
 
 
-def configure(model: str | None, device: str, cache_dir: Path | None,
-              threshold: float = DEFAULT_THRESHOLD) -> EmbeddingEngine:
-    """Set the process's engine from the pytest options (no torch import)."""
-    global _ENGINE
+def for_run(model: str | None, device: str, cache_dir: Path | None,
+            threshold: float = DEFAULT_THRESHOLD) -> EmbeddingEngine:
+    """A run's engine from the pytest options (no torch import; the model loads on first use)."""
     cache_path = cache_dir / "embeddings.sqlite3" if cache_dir is not None else None
-    _ENGINE = EmbeddingEngine(model, device, cache_path, threshold=threshold)
-    return _ENGINE
+    return EmbeddingEngine(model, device, cache_path, threshold=threshold)
+
+
+def activate(engine: EmbeddingEngine | None) -> EmbeddingEngine | None:
+    """Make ``engine`` the one `get_engine` returns; returns the one it replaces, to restore later."""
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, engine
+    return previous
 
 
 def get_engine() -> EmbeddingEngine:
-    """The configured engine; outside pytest, a default one without a disk cache."""
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = EmbeddingEngine()
-    return _ENGINE
+    """The engine of the pytest run in progress; outside pytest, a default one without a disk cache."""
+    global _ACTIVE
+    if _ACTIVE is None:
+        _ACTIVE = EmbeddingEngine()
+    return _ACTIVE
