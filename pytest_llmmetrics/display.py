@@ -25,8 +25,8 @@ def markdown_cell(text: str, *, code: bool = False) -> str:
 
 
 def show_path(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` when it lies inside, else as it is."""
+    """``path`` relative to ``root`` with ``/`` separators when it lies inside (the same on every OS), else as it is."""
     try:
-        return str(path.relative_to(root))
+        return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)

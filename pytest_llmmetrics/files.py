@@ -67,6 +67,15 @@ def check_regular(path: Path) -> None:
                       str(path))
 
 
+def ignored_folder(folder: Path, what: str) -> Path:
+    """``folder``, made if missing, with a ``.gitignore`` that keeps its files out of git (``what`` says why)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        atomic_write_text(ignore, f"# pytest-llmmetrics {what}: never commit\n*\n")
+    return folder
+
+
 def create_file(path: Path) -> None:
     """Create ``path`` empty with the umask's permissions, unless it exists.
 

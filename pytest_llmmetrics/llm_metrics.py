@@ -13,6 +13,7 @@ from pytest_llmmetrics.checks.registry import MetricRegistry
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.redact import safe_params, scrub
 from pytest_llmmetrics.response import Response, as_response
+from pytest_llmmetrics.values import number_problem
 
 
 @dataclass
@@ -151,9 +152,7 @@ class MetricsRecorder:
         """
         samples = self._samples(replies)
         resolved = self._checks(checks)
-        if pass_rate is not None and (
-            isinstance(pass_rate, bool) or not isinstance(pass_rate, (int, float)) or not 0 < pass_rate <= 1
-        ):
+        if pass_rate is not None and number_problem(pass_rate, 0, 1, lo_open=True):
             raise ConfigError(f"llm_metrics.expect(): pass_rate must be a number in (0, 1], got {pass_rate!r}")
         for check in resolved:
             if check.prepare is not None:

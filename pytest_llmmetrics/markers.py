@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -11,6 +10,7 @@ import pytest
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.providers.spec import DEFAULT_SPEC, check_spec
+from pytest_llmmetrics.values import number_problem
 
 MARKER_HELP = (
     "llm(model=None, system=None, temperature=0.0, max_tokens=256, seed=None, top_p=None, stop=None, "
@@ -40,27 +40,11 @@ class LLMSettings:
 
 
 def _number(lo: float, hi: float, *, lo_open: bool = False) -> Any:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return f"must be a number, got {value!r} ({type(value).__name__})"
-        if value < lo or value > hi or (lo_open and value == lo):
-            return f"must be {'>' if lo_open else '>='} {lo} and <= {hi}, got {value!r}"
-        return None
-
-    return check
+    return lambda value: number_problem(value, lo, hi, lo_open=lo_open)
 
 
 def _integer(lo: int | None) -> Any:
-    def check(value: Any) -> str | None:
-        if value is None and lo is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"must be an int, got {value!r} ({type(value).__name__})"
-        if lo is not None and value < lo:
-            return f"must be >= {lo}, got {value!r}"
-        return None
-
-    return check
+    return lambda value: None if value is None and lo is None else number_problem(value, lo, integer=True)
 
 
 def _string(value: Any) -> str | None:

@@ -17,6 +17,7 @@ from pytest_llmmetrics.errors import ConfigError, MetricError
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.semantic.engine import check_threshold, get_engine
+from pytest_llmmetrics.values import number_problem
 
 __all__ = [
     "contains",
@@ -59,10 +60,9 @@ def _label(kind: str, *args: object) -> str:
 def _bound(name: str, kind: str, value: float | None, *, positive: bool = False) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{kind}: {name}={value!r} must be a number")
-    if value < 0 or (positive and value == 0):
-        raise ConfigError(f"{kind}: {name}={value!r} is out of range; it must be {'> 0' if positive else '>= 0'}")
+    problem = number_problem(value, 0, lo_open=positive)
+    if problem:
+        raise ConfigError(f"{kind}: {name} {problem}")
     return value
 
 

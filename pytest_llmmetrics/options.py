@@ -12,11 +12,15 @@ import pytest
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.providers.spec import DEFAULT_SPEC, ProviderOptions, check_spec
+from pytest_llmmetrics.values import (
+    DEVICES,
+    device_problem,
+    number_problem,
+    threshold_problem,
+)
 
 GROUP = "llmmetrics"
 RECORD_MODES = ("off", "none", "once", "new_episodes", "all")
-DEVICES_HELP = "auto, cpu, cuda, cuda:N or mps"
-DEVICE_SYNTAX = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ OPTIONS: dict[str, Option] = {
                "(default: 8)", default="8"),
         Option("llm_embedding_model", "--llm-embedding-model", "Sentence-transformers model name or path for "
                "semantic similarity (default: the packaged all-MiniLM-L6-v2)"),
-        Option("llm_device", "--llm-device", f"Where embeddings run: {DEVICES_HELP} (default: auto)",
+        Option("llm_device", "--llm-device", f"Where embeddings run: {DEVICES} (default: auto)",
                default="auto"),
         Option("llm_similarity_threshold", None, "Default similarity threshold of semantic snapshots and "
                "similarity(), in (0, 1] (default: 0.8)", default="0.8"),
@@ -139,10 +143,9 @@ def check_config(config: pytest.Config) -> None:
         check_spec(str(get(config, "llm_model")))
     except ConfigError as exc:
         raise pytest.UsageError(f"--llm-model / llm_model: {exc}") from None
-    if not DEVICE_SYNTAX.match(str(get(config, "llm_device"))):
-        raise pytest.UsageError(
-            f"--llm-device / llm_device: {get(config, 'llm_device')!r} is not one of {DEVICES_HELP}"
-        )
+    problem = device_problem(get(config, "llm_device"))
+    if problem:
+        raise pytest.UsageError(f"--llm-device / llm_device: {problem}")
     similarity_threshold(config)
     provider_options(config)
 
@@ -165,10 +168,10 @@ def provider_options(config: pytest.Config) -> ProviderOptions:
             value = kind(raw)
         except (TypeError, ValueError):
             value = None
-        if value is None or not math.isfinite(value) or value < lo:
+        if value is None or number_problem(value, lo, integer=kind is int):
             raise pytest.UsageError(
                 f"{OPTIONS[dest].label}: {raw!r} must be {'an integer' if kind is int else 'a number'} "
-                f">= {lo}, e.g. {example}"
+                f">= {lo:g}, e.g. {example}"
             )
         values[dest[len("llm_"):]] = value
     if values["timeout"] == 0:
@@ -186,12 +189,10 @@ def similarity_threshold(config: pytest.Config) -> float:
     raw = get(config, "llm_similarity_threshold")
     try:
         value = float(raw)
-    except ValueError:
+    except (TypeError, ValueError):
         value = math.nan
-    if not 0 < value <= 1:
-        raise pytest.UsageError(
-            f"llm_similarity_threshold: {raw!r} must be a number in (0, 1], e.g. 0.85"
-        )
+    if threshold_problem(value):
+        raise pytest.UsageError(f"llm_similarity_threshold: {threshold_problem(raw)}")
     return value
 
 

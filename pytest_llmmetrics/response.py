@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmmetrics.errors import ReplyError
+from pytest_llmmetrics.values import is_number
 
 # What a reply is, in the words of every error about one.
 REPLY_TYPES = "a Response (what llm(...) returns) or a str"
@@ -60,7 +60,7 @@ def field_problem(name: str, value: Any) -> str | None:
     if name == "finish_reason":
         return None if isinstance(value, str) else f"finish_reason must be a str or None, got {_describe(value)}"
     if name == "latency_s":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        ok = is_number(value) and value >= 0
         return None if ok else f"latency_s must be a number of seconds >= 0 or None, got {_describe(value)}"
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     return None if ok else f"{name} must be an int >= 0 or None, got {_describe(value)}"

@@ -144,7 +144,7 @@ def test_llm_model_fixture_override(run, bot):
         ("'py:bot:reply'", "keyword arguments only"),
         ("model='gpt4'", "unknown model spec 'gpt4'; known specs: local, openai:<model>, py:<module>:<callable>"),
         ("model='openai:'", "model spec 'openai:' has no model name: write openai:<model>, e.g. openai:gpt-4o-mini"),
-        ("top_p=0", "top_p must be > 0.0 and <= 1.0, got 0"),
+        ("top_p=0", "top_p must be > 0 and <= 1, got 0"),
         ("params=['x']", "params must be a dict with string keys"),
     ],
 )
@@ -201,7 +201,7 @@ def test_bad_marker_on_class_names_each_test(bot):
         (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance / llm_tolerance: 'similarity=0.02' is not NAME:VALUE"),
         (["--llm-device", "gpu"], "--llm-device / llm_device: 'gpu' is not one of auto, cpu, cuda, cuda:N or mps"),
         (["--llm-base-url", "127.0.0.1:8000"], "--llm-base-url / llm_base_url: '127.0.0.1:8000' is not an http(s) URL"),
-        (["--llm-timeout", "-1"], "--llm-timeout / llm_timeout: '-1' must be a number >= 0.0"),
+        (["--llm-timeout", "-1"], "--llm-timeout / llm_timeout: '-1' must be a number >= 0"),
         (["--llm-max-retries", "-1"], "--llm-max-retries / llm_max_retries: '-1' must be an integer >= 0"),
         (["--llm-max-retries", "two"], "must be an integer >= 0, e.g. 3"),
     ],
@@ -219,7 +219,7 @@ def test_bad_option_is_a_usage_error(bot, args, expected):
     [
         ("llm_record_mode = never", "llm_record_mode: 'never' is not one of off, none, once, new_episodes, all"),
         ("llm_concurrency = 0", "llm_concurrency: '0' must be an integer >= 1, e.g. 4"),
-        ("llm_retry_backoff = soon", "llm_retry_backoff: 'soon' must be a number >= 0.0"),
+        ("llm_retry_backoff = soon", "llm_retry_backoff: 'soon' must be a number >= 0"),
         ("llm_similarity_threshold = 1.5", "llm_similarity_threshold: '1.5' must be a number in (0, 1]"),
         ("llm_similarity_threshold = high", "llm_similarity_threshold: 'high' must be a number in (0, 1]"),
         ("llm_fail_on_regression = maybe",
@@ -406,7 +406,7 @@ def test_llm_model_fixture_returning_no_model_is_a_clear_error(bot, returned, ex
         ("llm.chat('hi')", "llm.chat() takes a non-empty list of messages"),
         ("llm.chat([{'role': 'boss', 'content': 'x'}])", "message 0 has role 'boss'"),
         ("llm.sample('hi', 0)", "n must be an int >= 1, got 0"),
-        ("llm('hi', temperature=9)", "llm() override: temperature must be >= 0.0 and <= 2.0, got 9"),
+        ("llm('hi', temperature=9)", "llm() override: temperature must be >= 0 and <= 2, got 9"),
         ("llm('hi', model='py:bot:reply')", "the model cannot be overridden per call"),
     ],
 )

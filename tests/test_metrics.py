@@ -60,7 +60,7 @@ class TestText:
         assert outcome(metrics.char_count(min=3, max=5), "  abcd \n").value == 4
         assert metrics.word_count(max=3).higher_is_better is False
         assert metrics.word_count(min=3).higher_is_better is True
-        with pytest.raises(ConfigError, match="max=-1 is out of range"):
+        with pytest.raises(ConfigError, match="max must be >= 0, got -1"):
             metrics.word_count(max=-1)
         with pytest.raises(ConfigError, match="min=5 is greater than max=2"):
             metrics.char_count(min=5, max=2)
@@ -115,7 +115,7 @@ class TestCostAndSpeed:
         assert not outcome(metrics.latency(max=1), "x", latency_s=1.5).passed
         with pytest.raises(MetricError, match="has no latency_s"):
             outcome(metrics.latency(max=1), "x")
-        with pytest.raises(ConfigError, match="max=0 is out of range; it must be > 0"):
+        with pytest.raises(ConfigError, match="latency: max must be > 0, got 0"):
             metrics.latency(max=0)
 
     def test_tokens(self):

@@ -12,9 +12,6 @@ from typing import Sequence
 
 ONE_SIDED_ALPHA = 0.05
 POWER = 0.8
-# The largest metric value taken: far beyond any count, latency or price, and small enough that sums,
-# squares and variances of thousands of values never overflow a float.
-LIMIT = 1e15
 _NORMAL = NormalDist()
 # Exact calibration enumerates every (k0, k1) pair: cheap up to ~200 samples a side.
 _CALIBRATE_MAX_CELLS = 201 * 201

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import time
@@ -12,18 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection
 
-from pytest_llmmetrics.baseline.stats import LIMIT
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsWarning
-from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
+from pytest_llmmetrics.files import (
+    atomic_write_text,
+    ignored_folder,
+    load_json,
+    read_text,
+)
+from pytest_llmmetrics.values import LIMIT, is_number
 
 FORMAT = 1
 BASELINE = "baseline.json"
 HISTORY = "history"
 KEEP_RUNS = 50
 def _number(value: Any) -> bool:
-    """A finite number within the range metric values are held to (`stats.LIMIT`)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-        and abs(value) <= LIMIT
+    """A finite number within the range metric values are held to (`values.LIMIT`)."""
+    return is_number(value) and abs(value) <= LIMIT
 
 
 ENTRY_FIELDS = {
@@ -215,11 +218,7 @@ def _git_commit(root: Path) -> str | None:
 
 def write_history(metrics_dir: Path, tests: Tests, *, model: str, root: Path) -> Path:
     """Keep this run's metrics for trends and for comparing with the last run (never committed)."""
-    folder = metrics_dir / HISTORY
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# pytest-llmmetrics run history: local, never commit\n*\n")
+    folder = ignored_folder(metrics_dir / HISTORY, "run history, local")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     path = folder / f"{stamp}-{os.getpid()}.json"
     run = {"format": FORMAT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -9,9 +9,9 @@ import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Union
 
-from pytest_llmmetrics.baseline.stats import LIMIT
 from pytest_llmmetrics.errors import ConfigError, MetricError
 from pytest_llmmetrics.response import Response, as_response
+from pytest_llmmetrics.values import LIMIT, is_number
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Check:
             value = getattr(self, bound)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value):
                 raise ConfigError(
                     f"metric {self.name!r}: {bound}={value!r} is not a finite number; "
                     f"give {bound} as an int or float"
@@ -138,7 +138,7 @@ class Check:
 
 
 def to_value(result: object, what: str) -> float:
-    """A metric value as a float within ±`stats.LIMIT`; bools count as 1.0/0.0.
+    """A metric value as a float within ±`values.LIMIT`; bools count as 1.0/0.0.
 
     Any real number is taken (int, float, NumPy scalars, ``Decimal``,
     ``Fraction``); NaN, infinities and values so large that a mean or a

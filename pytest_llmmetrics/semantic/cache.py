@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from pytest_llmmetrics.errors import LLMMetricsWarning
-from pytest_llmmetrics.files import create_file
+from pytest_llmmetrics.files import create_file, ignored_folder
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL);
@@ -52,10 +52,7 @@ class EmbeddingCache:
     def _connect(self) -> sqlite3.Connection | None:
         if self._db is None and not self._unusable:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                ignore = self.path.parent / ".gitignore"
-                if not ignore.exists():
-                    ignore.write_text("# pytest-llmmetrics cache: never commit\n*\n")
+                ignored_folder(self.path.parent, "cache")
                 try:
                     self._db = self._open()
                 except sqlite3.DatabaseError as exc:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsWarning
-from pytest_llmmetrics.options import DEVICE_SYNTAX
 from pytest_llmmetrics.semantic import bert
+from pytest_llmmetrics.values import device_problem, threshold_problem
 
 if TYPE_CHECKING:
     from pytest_llmmetrics.semantic.cache import EmbeddingCache
@@ -63,8 +63,9 @@ def resolve_model(name: str | None) -> ModelRef:
 
 
 def check_device(device: str) -> None:
-    if not DEVICE_SYNTAX.match(device):
-        raise ConfigError(f"--llm-device / llm_device: {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    problem = device_problem(device)
+    if problem:
+        raise ConfigError(f"--llm-device / llm_device: {problem}")
 
 
 def resolve_device(requested: str) -> str:
@@ -255,8 +256,9 @@ _ACTIVE: EmbeddingEngine | None = None
 
 
 def check_threshold(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigError(f"{what}: similarity threshold {value!r} must be a number in (0, 1], e.g. 0.85")
+    problem = threshold_problem(value)
+    if problem:
+        raise ConfigError(f"{what}: {problem}")
     return float(value)
 
 
