@@ -97,6 +97,7 @@ class FaultServer:
         self.in_flight = 0
         self.most_in_flight = 0  # the most requests it was answering at once
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._release = threading.Event()
         server = self
 
@@ -115,16 +116,26 @@ class FaultServer:
                     action = server.script.pop(0) if server.script else server.default
                     server.in_flight += 1
                     server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                    server._changed.notify_all()
                 try:
                     self._act(action, body)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
+                        server._changed.notify_all()
 
             def _act(self, action: tuple[Any, ...], body: dict[str, Any]) -> None:
                 kind = action[0]
                 if kind == "ok":
                     self._send(200, completion(action[1], body.get("model", "fault")))
+                elif kind == "together":
+                    # ("together", k, total, text): hold each request until k are in flight at once (or all
+                    # `total` have arrived): a client that sends k at a time reaches k whatever the timing,
+                    # one that sends fewer never does (the 10 s cap only keeps a broken client from hanging).
+                    _, k, total, text = action
+                    with server._lock:
+                        server._changed.wait_for(lambda: server.most_in_flight >= k or len(server.seen) >= total, 10)
+                    self._send(200, completion(text, body.get("model", "fault")))
                 elif kind == "delay":
                     time.sleep(action[1])
                     self._send(200, completion(action[2], body.get("model", "fault")))

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -185,33 +184,58 @@ def test_a_suite_without_metrics_writes_nothing(pytester):
 
 
 WRITER = """
-import sys
+import os, signal, sys
 from pathlib import Path
 from pytest_llmmetrics.baseline import store
-path = Path(sys.argv[1])
+
+path, stage = Path(sys.argv[1]), sys.argv[2]
 tests = {f"t{i}": {"fingerprint": {}, "metrics": {"m": {"higher_is_better": True, "kind": "m", "mean": float(i),
           "n": 1, "passed": None, "std": 0.0, "threshold": None}}} for i in range(20000)}
-print("ready", flush=True)
-while True:
-    store.save_baseline(path, tests)
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+real_fdopen, real_fsync, real_replace = os.fdopen, os.fsync, os.replace
+
+class HalfWriter:  # writes half of what it is given, then the process dies
+    def __init__(self, f):
+        self.f = f
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        return False
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        self.f.flush()
+        die()
+
+if stage == "mid-write":
+    os.fdopen = lambda fd, mode: HalfWriter(real_fdopen(fd, mode))
+elif stage == "before-replace":
+    os.fsync = lambda fd: (real_fsync(fd), die())
+elif stage == "after-replace":
+    os.replace = lambda a, b: (real_replace(a, b), die())
+store.save_baseline(path, tests)
 """
 
 
-def test_a_run_killed_while_writing_leaves_a_whole_baseline(tmp_path):
+@pytest.mark.parametrize(
+    ("stage", "whole_new", "leftover_temp_files"),
+    [("mid-write", False, 1), ("before-replace", False, 1), ("after-replace", True, 0)],
+)
+def test_a_run_killed_while_writing_leaves_a_whole_baseline(tmp_path, stage, whole_new, leftover_temp_files):
+    """SIGKILL at each step of a write (no cleanup runs): the old file or the whole new one, never a torn mix."""
     path = tmp_path / "baseline.json"
     store.save_baseline(path, {"old": {"fingerprint": {}, "metrics": {}}})
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
-    for i in range(10):
-        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.05 + 0.037 * i)  # land the kill at different points of a write
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        tests = store.load_baseline(path)  # never torn: the old file or a whole new one
-        assert tests is not None and (list(tests) == ["old"] or len(tests) == 20000)
+    proc = subprocess.run([sys.executable, str(script), str(path), stage], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr  # it died where the stage says, not earlier
+    tests = store.load_baseline(path)
+    assert tests is not None and (len(tests) == 20000 if whole_new else list(tests) == ["old"])
+    # A killed writer leaves its temp file beside the baseline (nothing else may): hidden, and never loaded.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".baseline.json.")]
-    assert len(leftovers) <= 10  # killed writers may leave a temp file beside, never a broken baseline
+    assert len(leftovers) == leftover_temp_files and all(name.endswith(".tmp") for name in leftovers)
 
 
 def test_two_concurrent_updating_runs_never_tear_the_file(suite):

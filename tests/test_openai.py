@@ -261,11 +261,12 @@ def test_no_key_and_no_server_says_what_to_set(monkeypatch):
 
 
 def test_sample_sends_requests_concurrently_and_bounded():
-    with FaultServer(default=("delay", 0.4, "Blue.")) as server:  # long enough to overlap on a busy machine
+    # The server holds every request until 3 are in flight: no timing decides the outcome.
+    with FaultServer(default=("together", 3, 8, "Blue.")) as server:
         llm = LLM(model(server.base_url, concurrency=3), LLMSettings(model="openai:smollm2", seed=10))
         replies = llm.sample("Name a colour.", n=8, temperature=0.9)
     assert [r.text for r in replies] == ["Blue."] * 8
-    assert server.most_in_flight == 3  # llm_concurrency bounds it
+    assert server.most_in_flight == 3  # sent 3 at once (not 1 by 1), and llm_concurrency bounds it at 3
     assert sorted(s.body["seed"] for s in server.seen) == list(range(10, 18))
 
 
