@@ -38,7 +38,7 @@ def threshold_problem(value: object) -> str | None:
     """What is wrong with a similarity threshold (a number in (0, 1]), or None."""
     if is_number(value) and 0 < value <= 1:  # type: ignore[operator]
         return None
-    return f"similarity threshold {value!r} must be a number in (0, 1], e.g. 0.85"
+    return f"{value!r} must be a number in (0, 1], e.g. 0.85"
 
 
 def device_problem(value: object) -> str | None:

@@ -68,7 +68,7 @@ def run(request: pytest.FixtureRequest, bot: pytest.Pytester):
 
     def run(*args: str) -> pytest.RunResult:
         extra = ["-n", "2"] if request.param == "xdist" else ["-p", "no:xdist"]
-        return bot.runpytest_subprocess(*extra, *args)
+        return bot.runpytest(*extra, *args)
 
     run.mode = request.param  # type: ignore[attr-defined]
     return run

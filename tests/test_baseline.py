@@ -116,8 +116,8 @@ def test_xdist_run_equals_serial_run(suite):
     parallel = suite.path / "parallel"
     for folder, args in ((serial, ["-p", "no:xdist"]), (parallel, ["-n", "2"])):
         suite.makeini(f"[pytest]\nllm_metrics_dir = {folder.name}\n")
-        suite.runpytest_subprocess(*args, "--llm-baseline-update").assert_outcomes(passed=5)
-        suite.runpytest_subprocess(*args, "--llm-report-json", f"{folder.name}/report.json").assert_outcomes(passed=5)
+        suite.runpytest(*args, "--llm-baseline-update").assert_outcomes(passed=5)
+        suite.runpytest(*args, "--llm-report-json", f"{folder.name}/report.json").assert_outcomes(passed=5)
     assert (serial / "baseline.json").read_text() == (parallel / "baseline.json").read_text()
     serial_report = json.loads((serial / "report.json").read_text())
     parallel_report = json.loads((parallel / "report.json").read_text())
@@ -128,31 +128,31 @@ def test_xdist_run_equals_serial_run(suite):
 
 
 def test_no_baseline_compares_with_the_last_run(suite, monkeypatch):
-    suite.runpytest_subprocess().assert_outcomes(passed=5)
+    suite.runpytest().assert_outcomes(passed=5)
     assert not (suite.path / ".llmmetrics" / "baseline.json").exists()
     assert (suite.path / ".llmmetrics" / "history" / ".gitignore").read_text().strip().endswith("*")
     monkeypatch.setenv("WORDS", "7")
-    result = suite.runpytest_subprocess()
+    result = suite.runpytest()
     result.stdout.fnmatch_lines(["*word_count*5*7*+2*regressed*",
                                  "*against the last recorded run *.json (no baseline yet)"])
 
 
 def test_tolerances(suite, monkeypatch):
-    suite.runpytest_subprocess("--llm-baseline-update").assert_outcomes(passed=5)
+    suite.runpytest("--llm-baseline-update").assert_outcomes(passed=5)
     monkeypatch.setenv("WORDS", "6")
-    result = suite.runpytest_subprocess("--llm-tolerance", "word_count:25%,score:0.02")
+    result = suite.runpytest("--llm-tolerance", "word_count:25%,score:0.02")
     result.stdout.fnmatch_lines(["*5 metrics: 0 regressed, 5 unchanged*"])
-    result = suite.runpytest_subprocess("--llm-tolerance", "word_count:10%")
+    result = suite.runpytest("--llm-tolerance", "word_count:10%")
     result.stdout.fnmatch_lines(["*word_count*5*6*+1*regressed*"])
 
 
 def test_gone_entries_are_removed_only_on_a_full_run(suite):
-    suite.runpytest_subprocess("--llm-baseline-update").assert_outcomes(passed=5)
+    suite.runpytest("--llm-baseline-update").assert_outcomes(passed=5)
     (suite.path / "test_suite.py").write_text(SUITE.replace("def test_len", "def _gone"))
-    result = suite.runpytest_subprocess("-k", "rate", "--llm-baseline-update")
+    result = suite.runpytest("-k", "rate", "--llm-baseline-update")
     assert " gone" not in result.stdout.str()
     assert "test_suite.py::test_len" in baseline_of(suite)["tests"]  # a partial run keeps it
-    result = suite.runpytest_subprocess("--llm-baseline-update")
+    result = suite.runpytest("--llm-baseline-update")
     result.stdout.fnmatch_lines(["*test_suite.py::test_len*score*gone*", "*2 gone*",
                                  "*3 tests written to .llmmetrics/baseline.json; 1 vanished test removed"])
     assert "test_suite.py::test_len" not in baseline_of(suite)["tests"]
@@ -164,20 +164,20 @@ def test_corrupt_baseline_is_a_clear_error_and_left_untouched(suite):
     broken = '{\n  "format": 1,\n  "tests": {\n    "x": \n}\n'
     path.write_text(broken)
     for args in ([], ["--llm-baseline-update"], ["-n", "2", "--llm-baseline-update"]):
-        result = suite.runpytest_subprocess(*args)
+        result = suite.runpytest(*args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         assert f"{path}:5:1: not valid JSON (Expecting value). The baseline is broken" in result.stderr.str()
         assert "Traceback" not in result.stderr.str() + result.stdout.str()
         assert path.read_text() == broken
     path.write_text('{"format": 1, "tests": {"t": {"metrics": {"m": {"mean": "high"}}}}}')
-    result = suite.runpytest_subprocess()
+    result = suite.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "tests['t'].metrics['m'].higher_is_better: missing or of the wrong type" in result.stderr.str()
 
 
 def test_a_suite_without_metrics_writes_nothing(pytester):
     pytester.makepyfile(test_a="def test_a():\n    pass\n")
-    result = pytester.runpytest_subprocess("--llm-baseline-update")
+    result = pytester.runpytest("--llm-baseline-update")
     result.assert_outcomes(passed=1)
     assert "llm metrics" not in result.stdout.str()
     assert not (pytester.path / ".llmmetrics").exists()

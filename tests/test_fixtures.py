@@ -101,9 +101,9 @@ def test_model_resolution_cli_ini_marker(bot, monkeypatch):
         )
     )
     monkeypatch.setenv("EXPECTED", "py:bot:no_params")
-    bot.runpytest_subprocess().assert_outcomes(passed=2)
+    bot.runpytest().assert_outcomes(passed=2)
     monkeypatch.setenv("EXPECTED", "py:bot:detailed")
-    bot.runpytest_subprocess("--llm-model", "py:bot:detailed").assert_outcomes(passed=2)
+    bot.runpytest("--llm-model", "py:bot:detailed").assert_outcomes(passed=2)
 
 
 def test_llm_model_fixture_override(run, bot):
@@ -186,7 +186,7 @@ def test_bad_marker_on_class_names_each_test(bot):
             """
         )
     )
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     result.stdout.fnmatch_lines(["*test_bad.py::TestX::test_one: @pytest.mark.llm: seed must be an int, got 'abc'*"])
 
 
@@ -208,7 +208,7 @@ def test_bad_marker_on_class_names_each_test(bot):
 )
 def test_bad_option_is_a_usage_error(bot, args, expected):
     bot.makepyfile(test_a="def test_a(): pass")
-    result = bot.runpytest_subprocess(*args)
+    result = bot.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert expected in result.stderr.str()
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
@@ -229,7 +229,7 @@ def test_bad_option_is_a_usage_error(bot, args, expected):
 def test_bad_ini_is_a_usage_error(bot, ini, expected):
     path = bot.makeini(f"[pytest]\n{ini}\n")
     bot.makepyfile(test_a="def test_a(): pass")
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert expected.format(ini=path) in result.stderr.str()
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
@@ -393,7 +393,7 @@ def test_llm_model_fixture_may_return_a_spec(run, bot, spec):
 def test_llm_model_fixture_returning_no_model_is_a_clear_error(bot, returned, expected):
     bot.makeconftest(f"import pytest\n\n@pytest.fixture\ndef llm_model():\n    return {returned}\n")
     bot.makepyfile(test_a="def test_it(llm):\n    llm('hi')\n\ndef test_unaffected():\n    pass\n")
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     result.assert_outcomes(passed=1, errors=1)
     out = result.stdout.str()
     assert expected in out
@@ -422,7 +422,7 @@ def test_bad_calls_fail_with_a_clear_message(bot, call, expected):
             """
         )
     )
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     result.assert_outcomes(failed=1)
     assert expected in result.stdout.str()
     assert "Traceback" not in result.stdout.str()
@@ -430,21 +430,21 @@ def test_bad_calls_fail_with_a_clear_message(bot, call, expected):
 
 def test_plugin_can_be_switched_off(bot):
     bot.makepyfile(test_a="def test_it(llm):\n    pass\n")
-    result = bot.runpytest_subprocess("-p", "no:llmmetrics")
+    result = bot.runpytest("-p", "no:llmmetrics")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'llm' not found*"])
-    assert "llmmetrics" not in bot.runpytest_subprocess("-p", "no:llmmetrics", "--help").stdout.str()
+    assert "llmmetrics" not in bot.runpytest("-p", "no:llmmetrics", "--help").stdout.str()
 
 
 def test_options_and_marker_are_documented(bot):
-    help_text = bot.runpytest_subprocess("--help").stdout.str()
+    help_text = bot.runpytest("--help").stdout.str()
     for flag in ("--llm-model", "--llm-embedding-model", "--llm-device", "--llm-record-mode",
                  "--llm-fail-on-regression", "--llm-baseline-update"):
         assert flag in help_text
     for ini in ("llm_model", "llm_embedding_model", "llm_device", "llm_similarity_threshold",
                 "llm_record_mode", "llm_metrics_dir", "llm_fail_on_regression"):
         assert ini in help_text
-    markers = bot.runpytest_subprocess("--markers").stdout.str()
+    markers = bot.runpytest("--markers").stdout.str()
     assert "@pytest.mark.llm(model=None, system=None, temperature=0.0, max_tokens=256" in markers
 
 
@@ -461,13 +461,13 @@ def test_the_fingerprint_of_a_sample_call_is_the_call_as_written(bot, monkeypatc
             n, seed = int(os.environ.get("N", "10")), int(os.environ.get("SEED", "1"))
             llm_metrics.record("k", len(llm.sample("Say hi", n, seed=seed)), higher_is_better=True)
         """))
-    bot.runpytest_subprocess("--llm-baseline-update").assert_outcomes(passed=1)
+    bot.runpytest("--llm-baseline-update").assert_outcomes(passed=1)
     fingerprint = json.loads((bot.path / ".llmmetrics" / "baseline.json").read_text())["tests"][
         "test_s.py::test_samples"]["fingerprint"]
     assert json.loads(fingerprint["params"]) == {"max_tokens": 256, "samples": 10, "seed": 1, "temperature": 0.7}
     # n=5 from seed 6 ends on the same seed as n=10 from seed 1: a change of the call, not of the prompt.
     monkeypatch.setenv("N", "5")
     monkeypatch.setenv("SEED", "6")
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     result.stdout.fnmatch_lines(["*test_samples*k*10*5*regressed*sampling parameters changed"])
     assert "prompt changed" not in result.stdout.str()

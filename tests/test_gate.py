@@ -165,10 +165,10 @@ def test_a_crashed_xdist_worker_drops_nothing(bot, monkeypatch):
             if os.environ.get("CRASH"):
                 os._exit(1)
         """))
-    bot.runpytest_subprocess("-n", "2", "--llm-baseline-update").assert_outcomes(passed=5)
+    bot.runpytest("-n", "2", "--llm-baseline-update").assert_outcomes(passed=5)
     before = baseline_tests(bot)
     monkeypatch.setenv("CRASH", "1")
-    result = bot.runpytest_subprocess("-n", "2", "--llm-baseline-update", "-p", "no:randomly")
+    result = bot.runpytest("-n", "2", "--llm-baseline-update", "-p", "no:randomly")
     assert "crashed" in result.stdout.str()
     assert set(baseline_tests(bot)) == set(before)
     assert " gone" not in result.stdout.str()
@@ -191,10 +191,10 @@ def test_an_interrupted_run_reports_nothing_gone_and_keeps_the_baseline(bot, mon
         def test_third(llm_metrics):
             llm_metrics.record("m", 1.0, higher_is_better=True)
         """))
-    bot.runpytest_subprocess("--llm-baseline-update").assert_outcomes(passed=3)
+    bot.runpytest("--llm-baseline-update").assert_outcomes(passed=3)
     before = (bot.path / ".llmmetrics" / "baseline.json").read_text()
     monkeypatch.setenv("STOP", "1")
-    result = bot.runpytest_subprocess("--llm-baseline-update")
+    result = bot.runpytest("--llm-baseline-update")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert " gone" not in result.stdout.str()
     assert (bot.path / ".llmmetrics" / "baseline.json").read_text() == before
@@ -293,7 +293,7 @@ def test_a_read_only_metrics_folder_is_a_warning(bot):  # pragma: no cover - CI 
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        result = bot.runpytest_subprocess("--llm-baseline-update")
+        result = bot.runpytest("--llm-baseline-update")
     finally:
         folder.chmod(0o700)
     assert result.ret == 0

@@ -272,7 +272,7 @@ def test_misses_are_shown_when_the_test_also_raised(bot):
             """
         )
     )
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ValueError: later code broke*", "*llm metrics*", "*- is_json = false*"])
 
@@ -297,7 +297,7 @@ def test_huge_values_fail_the_test_not_the_session(pytester):
         "        llm_metrics.record('big', v, higher_is_better=True)\n"
         "def test_fine(llm_metrics):\n"
         "    llm_metrics.record('fine', 1.0)\n"))
-    result = pytester.runpytest_subprocess("--llm-baseline-update")
+    result = pytester.runpytest("--llm-baseline-update")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*llm_metrics.record('big') gave 1e+200; a metric value must be a finite number*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

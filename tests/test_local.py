@@ -109,7 +109,7 @@ def test_prompt_longer_than_the_context_is_a_clear_error(local):
 def test_missing_llama_cpp_says_what_to_install(bot):
     bot.makeconftest("import sys\nsys.modules['llama_cpp'] = None  # as if not installed\n")
     bot.makepyfile(test_a="def test_one(llm):\n    llm('hi')\n\ndef test_two(llm):\n    llm('hi')\n")
-    result = bot.runpytest_subprocess()
+    result = bot.runpytest()
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines([
         "FAILED test_a.py::test_one - Failed: model 'local' needs llama-cpp-python*",

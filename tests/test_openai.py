@@ -75,7 +75,7 @@ def test_base_url_from_the_environment(bot, llama_server, monkeypatch):
     bot.makepyfile(test_a="def test_it(llm):\n    assert 'Paris' in llm.chat("
                           "[{'role': 'system', 'content': 'You are a helpful assistant. Answer in one short sentence.'},"
                           "{'role': 'user', 'content': 'What is the capital of France?'}]).text\n")
-    bot.runpytest_subprocess().assert_outcomes(passed=1)
+    bot.runpytest().assert_outcomes(passed=1)
 
 
 def test_server_stopped_mid_suite(bot, tmp_path):
@@ -114,7 +114,7 @@ def test_server_stopped_mid_suite(bot, tmp_path):
                 """
             )
         )
-        result = bot.runpytest_subprocess("--llm-base-url", server.base_url, "--llm-max-retries", "1",
+        result = bot.runpytest("--llm-base-url", server.base_url, "--llm-max-retries", "1",
                                           "-o", "llm_retry_backoff=0.05", "--llm-timeout", "5")
     finally:
         server.stop()

@@ -54,5 +54,5 @@ def test_readme_scenario(pytester: pytest.Pytester, name: str) -> None:
         if program == "cat":
             assert pytester.path.joinpath(args[0]).read_text().splitlines() == expected
             continue
-        result = pytester.runpytest_subprocess(*args)
+        result = pytester.runpytest(*args)
         result.stdout.fnmatch_lines([line.rstrip() for line in expected if line.strip()], consecutive=False)

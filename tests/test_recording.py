@@ -87,11 +87,11 @@ def test_replayed_replies_keep_latency_and_tokens(bot, counter):
             llm_metrics.expect(llm("hi"), metrics.latency(max=60), metrics.tokens(max=100))
         """
     ))
-    counter.runpytest_subprocess("--llm-record-mode=all", "--llm-baseline-update").assert_outcomes(passed=1)
+    counter.runpytest("--llm-record-mode=all", "--llm-baseline-update").assert_outcomes(passed=1)
     recorded = entries(counter)
     (entry,) = recorded.values()
     assert entry["replies"][0]["completion_tokens"] == 1 and entry["replies"][0]["latency_s"] > 0
-    result = counter.runpytest_subprocess("--llm-record-mode=none", "--llm-report-json=r.json", "-v")
+    result = counter.runpytest("--llm-record-mode=none", "--llm-report-json=r.json", "-v")
     result.assert_outcomes(passed=1)
     rows = {r["metric"]: r["values"] for r in json.loads((counter.path / "r.json").read_text())["rows"]}
     latency = entry["replies"][0]["latency_s"]
@@ -119,19 +119,19 @@ def test_none_mode_names_the_test_the_prompt_and_the_command(run, counter):
 
 def test_none_mode_says_which_setting_changed(bot, counter):
     counter.makepyfile(test_a=SUITE)
-    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=once").assert_outcomes(passed=3)
     counter.makepyfile(test_a=SUITE.replace('llm("first")', 'llm("first", max_tokens=99)'))
-    result = counter.runpytest_subprocess("--llm-record-mode=none")
+    result = counter.runpytest("--llm-record-mode=none")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*a reply to this prompt is recorded with other settings: max_tokens=256 (now 99)*"])
 
 
 def test_once_replays_only_when_the_file_exists(bot, counter):
     counter.makepyfile(test_a=SUITE)
-    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=once").assert_outcomes(passed=3)
     before = (counter.path / RECORDING).read_text()
     counter.makepyfile(test_a=SUITE + "\ndef test_four(llm):\n    llm('fourth')\n")
-    result = counter.runpytest_subprocess("--llm-record-mode=once")
+    result = counter.runpytest("--llm-record-mode=once")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*(the file exists, so --llm-record-mode=once replays only)*"])
     assert (counter.path / RECORDING).read_text() == before
@@ -139,11 +139,11 @@ def test_once_replays_only_when_the_file_exists(bot, counter):
 
 def test_new_episodes_keeps_what_is_recorded_and_adds_the_rest(bot, counter):
     counter.makepyfile(test_a=SUITE)
-    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=once").assert_outcomes(passed=3)
     path = counter.path / RECORDING
     path.write_text(path.read_text().replace('"reply 1 to first"', '"edited by hand"'))
     counter.makepyfile(test_a=SUITE + "\ndef test_four(llm):\n    print('GOT', llm('fourth').text)\n")
-    result = counter.runpytest_subprocess("--llm-record-mode=new_episodes", "-s")
+    result = counter.runpytest("--llm-record-mode=new_episodes", "-s")
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines([f"{RECORDING}: 1 reply recorded"])  # only the new test's
     assert "edited by hand" in got(result)
@@ -153,10 +153,10 @@ def test_new_episodes_keeps_what_is_recorded_and_adds_the_rest(bot, counter):
 
 def test_all_calls_the_model_again_and_overwrites(bot, counter):
     counter.makepyfile(test_a=SUITE)
-    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=once").assert_outcomes(passed=3)
     path = counter.path / RECORDING
     path.write_text(path.read_text().replace('"reply 1 to first"', '"edited by hand"'))
-    result = counter.runpytest_subprocess("--llm-record-mode=all", "-s", "-p", "no:randomly")
+    result = counter.runpytest("--llm-record-mode=all", "-s", "-p", "no:randomly")
     result.assert_outcomes(passed=3)
     assert got(result) and "edited by hand" not in got(result)
     texts = sorted(r["text"] for e in entries(counter).values() for r in e["replies"])
@@ -165,12 +165,12 @@ def test_all_calls_the_model_again_and_overwrites(bot, counter):
 
 def test_all_removes_what_a_test_that_ran_no_longer_sends(bot, counter):
     counter.makepyfile(test_a=SUITE)
-    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=once").assert_outcomes(passed=3)
     counter.makepyfile(test_a=SUITE.replace('llm("first")', 'llm("first, reworded")')
                        .replace('llm("second")', 'llm("second, reworded")'))
 
     # Only test_one runs: its old request goes, test_two (deselected) keeps its recording.
-    result = counter.runpytest_subprocess("--llm-record-mode=all", "-k", "test_one")
+    result = counter.runpytest("--llm-record-mode=all", "-k", "test_one")
     result.assert_outcomes(passed=1, deselected=2)
     result.stdout.fnmatch_lines([f"{RECORDING}: 1 reply recorded, 1 request no longer sent removed"])
     prompts = sorted(e["messages"][-1]["content"] for e in entries(counter).values())
@@ -178,9 +178,9 @@ def test_all_removes_what_a_test_that_ran_no_longer_sends(bot, counter):
 
     # A test that ran and sends nothing any more loses its recording too; new_episodes never removes.
     counter.makepyfile(test_a=SUITE.replace('print("GOT", llm("second").text)', 'pass'))
-    counter.runpytest_subprocess("--llm-record-mode=new_episodes").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=new_episodes").assert_outcomes(passed=3)
     assert len(entries(counter)) == 4
-    result = counter.runpytest_subprocess("--llm-record-mode=all", "-n", "2")
+    result = counter.runpytest("--llm-record-mode=all", "-n", "2")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines([f"{RECORDING}: 4 replies recorded, 2 requests no longer sent removed"])
     prompts = sorted(e["messages"][-1]["content"] for e in entries(counter).values())
@@ -197,7 +197,7 @@ def test_the_file_is_readable_in_a_diff(bot):
             llm("What is the capital?")
         """
     ))
-    bot.runpytest_subprocess("--llm-record-mode=new_episodes").assert_outcomes(passed=1)
+    bot.runpytest("--llm-record-mode=new_episodes").assert_outcomes(passed=1)
     text = (bot.path / RECORDING).read_text()
     key = request_key("py:bot:reply", [{"role": "system", "content": "Be brief.\nBe kind."},
                                        {"role": "user", "content": "What is the capital?"}],
@@ -216,7 +216,7 @@ def test_corrupt_recording_fails_clearly_and_is_left_untouched(bot, counter):
     path = counter.path / RECORDING
     path.parent.mkdir()
     path.write_text('{\n  "format": "pytest-llmmetrics recordings 1",\n  "recordings": [\n    {"key": \n')
-    result = counter.runpytest_subprocess("--llm-record-mode=new_episodes")
+    result = counter.runpytest("--llm-record-mode=new_episodes")
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines([f"*{path}:5:1: not valid JSON (Expecting value). Fix it by hand*left untouched*"])
     assert path.read_text().endswith('{"key": \n')
@@ -235,7 +235,7 @@ def test_malformed_entry_names_its_line(tmp_path):
 
 def test_a_merge_that_kept_both_recordings_of_a_request_names_both_lines(run, counter):
     counter.makepyfile(test_a=SUITE)
-    counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
+    counter.runpytest("--llm-record-mode=once").assert_outcomes(passed=3)
     path = counter.path / RECORDING
     data = json.loads(path.read_text())
     # What git leaves when two branches recorded the same request and the merge kept both sides.
@@ -286,7 +286,7 @@ def test_recorded_under_xdist_by_one_writer(bot, counter):
         ["import pytest", "pytestmark = pytest.mark.llm(model='py:counter:reply')"]
         + [f"def test_{i}(llm):\n    llm('prompt {i}')" for i in range(8)]
     ))
-    result = counter.runpytest_subprocess("-n", "2", "--llm-record-mode=new_episodes")
+    result = counter.runpytest("-n", "2", "--llm-record-mode=new_episodes")
     result.assert_outcomes(passed=8)
     assert sorted(e["test"] for e in entries(counter).values()) == sorted(f"test_a.py::test_{i}" for i in range(8))
     assert [p.name for p in (counter.path / "__recordings__").iterdir()] == ["test_a.llm.json"]  # no temp files
@@ -334,10 +334,10 @@ def test_no_secret_in_any_file_or_output(bot, llama_server, monkeypatch):
     ))
     monkeypatch.setenv("OPENAI_API_KEY", key)
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(bot.path / "summary.md"))
-    result = bot.runpytest_subprocess("--llm-base-url", llama_server.base_url, "--llm-record-mode=all",
+    result = bot.runpytest("--llm-base-url", llama_server.base_url, "--llm-record-mode=all",
                                       "--snapshot-update", "--llm-report-json=report.json", "--junitxml=junit.xml",
                                       "-v", "-rA")
-    replay = bot.runpytest_subprocess("--llm-record-mode=none", "--llm-base-url",
+    replay = bot.runpytest("--llm-record-mode=none", "--llm-base-url",
                                       f"http://127.0.0.1:{free_port()}/v1", "-v", "-rA")
     result.assert_outcomes(passed=1)
     replay.assert_outcomes(passed=1)
@@ -362,11 +362,11 @@ def test_secret_looking_environment_values_are_scrubbed(bot, monkeypatch):
             llm("echo shop-key-0123456789")
         """
     ))
-    bot.runpytest_subprocess("--llm-record-mode=new_episodes").assert_outcomes(passed=1)
+    bot.runpytest("--llm-record-mode=new_episodes").assert_outcomes(passed=1)
     text = (bot.path / RECORDING).read_text()
     assert "shop-key-0123456789" not in text and "<redacted:SHOP_API_KEY>" in text
     # ...and the scrubbed entry still replays: it is found by its key.
-    bot.runpytest_subprocess("--llm-record-mode=none").assert_outcomes(passed=1)
+    bot.runpytest("--llm-record-mode=none").assert_outcomes(passed=1)
 
 
 def test_secret_parameters_and_echoed_secrets_stay_out_of_every_file(bot, monkeypatch):
@@ -387,9 +387,9 @@ def test_secret_parameters_and_echoed_secrets_stay_out_of_every_file(bot, monkey
         """
     ))
     args = ("--llm-record-mode=new_episodes", "--llm-report-json=report.json", "--junitxml=junit.xml", "-rA")
-    first = bot.runpytest_subprocess("--snapshot-update", *args)
+    first = bot.runpytest("--snapshot-update", *args)
     first.assert_outcomes(passed=1)
-    bot.runpytest_subprocess(*args).assert_outcomes(passed=1)  # the scrubbed snapshot still matches
+    bot.runpytest(*args).assert_outcomes(passed=1)  # the scrubbed snapshot still matches
     files = [p for p in bot.path.rglob("*") if p.is_file() and p.suffix != ".pyc"]
     written = {p.name: p.read_text(errors="replace") for p in files}  # the embedding cache too (hashed keys)
     assert {"test_a.llm.json", "test_it.llm.txt", "baseline.json", "report.json", "junit.xml",
@@ -412,9 +412,9 @@ def test_concurrent_samples_are_recorded_and_replayed(bot):
         """
     ))
     with FaultServer(default=("delay", 0.05, "Blue.")) as server:
-        bot.runpytest_subprocess("--llm-base-url", server.base_url, "--llm-record-mode=all").assert_outcomes(passed=1)
+        bot.runpytest("--llm-base-url", server.base_url, "--llm-record-mode=all").assert_outcomes(passed=1)
     assert sorted(e["params"]["seed"] for e in entries(bot).values()) == [5, 6, 7, 8]
-    replay = bot.runpytest_subprocess("--llm-base-url", f"http://127.0.0.1:{free_port()}/v1",
+    replay = bot.runpytest("--llm-base-url", f"http://127.0.0.1:{free_port()}/v1",
                                       "--llm-record-mode=none", "-s")
     replay.assert_outcomes(passed=1)
     assert got(replay) == ["['Blue.', 'Blue.', 'Blue.', 'Blue.']"]

@@ -82,7 +82,7 @@ def test_no_secret_reaches_any_output(leaky, monkeypatch, tmp_path, mode):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     extra = ["-n", "2"] if mode == "xdist" else ["-p", "no:xdist"]
-    result = leaky.runpytest_subprocess(*extra, "--llm-record-mode=once", "--llm-baseline-update", "--junitxml",
+    result = leaky.runpytest(*extra, "--llm-record-mode=once", "--llm-baseline-update", "--junitxml",
                                         "junit.xml", "--llm-report-json", "report.json", "-rA")
     result.assert_outcomes(passed=1, failed=2)
     out = result.stdout.str() + result.stderr.str()
@@ -98,7 +98,7 @@ def test_no_secret_reaches_any_output(leaky, monkeypatch, tmp_path, mode):
 
     # The replay gives back what was stored, redacted, and still needs no secret.
     monkeypatch.delenv("OPENAI_API_KEY")
-    replay = leaky.runpytest_subprocess(*extra, "--llm-record-mode=none", "-rA")
+    replay = leaky.runpytest(*extra, "--llm-record-mode=none", "-rA")
     replay.assert_outcomes(passed=1, failed=2)
     assert "<redacted:OPENAI_API_KEY>" in replay.stdout.str()
     for leak in CORES[1:]:
@@ -141,9 +141,9 @@ def test_a_snapshot_diff_shows_no_secret(pytester, monkeypatch):
         def test_answer(llm_snapshot):
             assert os.environ.get("REPLY", "Refunds take 30 days.") == llm_snapshot(threshold=0.99)
         """))
-    pytester.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=1)
+    pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
     monkeypatch.setenv("REPLY", f"Your token is {TOKEN} and the key {OPENAI}.")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "<redacted:MY_SERVICE_TOKEN>" in out

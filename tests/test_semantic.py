@@ -82,10 +82,10 @@ def test_update_flow_then_paraphrase_passes_and_unrelated_fails(run, snap, monke
 
 
 def test_snapshot_update_refreshes_a_failing_snapshot_only(snap, monkeypatch):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     before = snapshot_file(snap).stat().st_mtime_ns
     monkeypatch.setenv("REPLY", "paraphrase")
-    result = snap.runpytest_subprocess("--snapshot-update")
+    result = snap.runpytest("--snapshot-update")
     result.assert_outcomes(passed=2)
     assert snapshot_file(snap).stat().st_mtime_ns == before  # close enough: the reference is kept
     assert "paraphrase" not in snapshot_file(snap).read_text()
@@ -93,19 +93,19 @@ def test_snapshot_update_refreshes_a_failing_snapshot_only(snap, monkeypatch):
 
 
 def test_unused_snapshots_are_reported_and_removed(snap):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     (snap.path / "test_snap.py").write_text(SNAPSHOT_TESTS.replace("def test_refund_strict", "def _gone"))
-    result = snap.runpytest_subprocess()
+    result = snap.runpytest()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*1 snapshot unused*"])
-    result = snap.runpytest_subprocess("--snapshot-update")
+    result = snap.runpytest("--snapshot-update")
     result.stdout.fnmatch_lines(["*1 unused snapshot deleted*"])
     assert not snapshot_file(snap, "test_refund_strict").exists()
     assert snapshot_file(snap).exists()
 
 
 def test_changed_embedding_model_needs_a_rebaseline(run, snap):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     path = snapshot_file(snap)
     path.write_text(path.read_text().replace("sentence-transformers/all-MiniLM-L6-v2", "acme/other-embedder"))
     result = run("-k", "not strict")
@@ -123,10 +123,10 @@ def test_changed_embedding_model_needs_a_rebaseline(run, snap):
 
 
 def test_hand_broken_snapshot_is_reported_not_overwritten(snap):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     path = snapshot_file(snap)
     path.write_text("You can return any item within 30 days.\n")
-    result = snap.runpytest_subprocess("-k", "not strict")
+    result = snap.runpytest("-k", "not strict")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*{path}: line 1: not a pytest-llmmetrics snapshot*"])
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
@@ -151,7 +151,7 @@ def test_samples_compared_in_one_batch(run, bot):
             """
         )
     )
-    bot.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    bot.runpytest("--snapshot-update").assert_outcomes(passed=2)
     path = bot.path / "__snapshots__" / "test_samples" / "test_samples.llm.txt"
     assert "samples: 3 (stored: the most central sample)" in path.read_text()
     result = run()
@@ -190,23 +190,23 @@ def test_similarity_check_and_recorded_metric(run, bot):
 
 
 def test_corrupt_cache_is_dropped_and_recomputed(snap, monkeypatch):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     monkeypatch.setenv("REPLY", "paraphrase")  # identical text needs no encoding; a paraphrase does
-    snap.runpytest_subprocess("-k", "not strict").assert_outcomes(passed=1)
+    snap.runpytest("-k", "not strict").assert_outcomes(passed=1)
     cache = snap.path / ".llmmetrics" / "cache" / "embeddings.sqlite3"
     assert cache.is_file() and (cache.parent / ".gitignore").read_text().strip().endswith("*")
     # A broken entry: a vector blob of the wrong size.
     with sqlite3.connect(cache) as db:
         assert db.execute("UPDATE embedding SET vec = x'0000'").rowcount >= 1
         db.execute("DELETE FROM similarity")
-    result = snap.runpytest_subprocess("-k", "not strict", "-W", "default")
+    result = snap.runpytest("-k", "not strict", "-W", "default")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*dropped * broken entries; they are recomputed*"])
     # A broken file.
     for suffix in ("-wal", "-shm"):
         (cache.parent / (cache.name + suffix)).unlink(missing_ok=True)
     cache.write_bytes(b"this is not a database" * 100)
-    result = snap.runpytest_subprocess("-k", "not strict", "-W", "default")
+    result = snap.runpytest("-k", "not strict", "-W", "default")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*embedding cache * is unreadable (*); starting a new one*"])
     with sqlite3.connect(cache) as db:
@@ -214,9 +214,9 @@ def test_corrupt_cache_is_dropped_and_recomputed(snap, monkeypatch):
 
 
 def test_fully_cached_run_imports_no_torch(snap, monkeypatch):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     monkeypatch.setenv("REPLY", "paraphrase")
-    snap.runpytest_subprocess().assert_outcomes(passed=1, failed=1)  # fills the similarity cache
+    snap.runpytest().assert_outcomes(passed=1, failed=1)  # fills the similarity cache
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "pytest", "-p", "no:cacheprovider", "-q", "--capture=no"],
         cwd=snap.path, capture_output=True, text=True, timeout=300,
@@ -240,7 +240,7 @@ def test_long_text_truncation_is_reported(bot):
             """
         )
     )
-    result = bot.runpytest_subprocess("-W", "default")
+    result = bot.runpytest("-W", "default")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*reads only the first 256 word pieces; the rest of this text is ignored*"])
 
@@ -261,7 +261,7 @@ def test_unusable_model_or_device_fails_cleanly(bot, args, expected):
             llm_metrics.expect("a reply", metrics.similarity("a reference"))
         """
     ))
-    result = bot.runpytest_subprocess(*args)
+    result = bot.runpytest(*args)
     result.assert_outcomes(failed=1)
     assert expected in result.stdout.str()
     assert "INTERNALERROR" not in result.stdout.str()
@@ -272,9 +272,9 @@ def test_single_file_snapshot_folders_are_not_collected(pytester):
     folder = pytester.path / "__snapshots__" / "test_snap"
     folder.mkdir(parents=True)
     (folder / "test_trap.py").write_text("def test_trap():\n    raise AssertionError\n")
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(passed=1)
-    pytester.runpytest_subprocess("-p", "no:llmmetrics").assert_outcomes(passed=1, failed=1)
+    pytester.runpytest("-p", "no:llmmetrics").assert_outcomes(passed=1, failed=1)
 
 
 # --- files a user or a merge broke ---------------------------------------------------
@@ -286,7 +286,7 @@ def clean(result: pytest.RunResult) -> str:
 
 
 def test_snapshot_that_is_not_utf8_is_an_error_and_left_untouched(run, snap):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     path = snapshot_file(snap)
     broken = b"embedding-model: sentence-transformers/all-MiniLM-L6-v2\n---\nCaf\xe9 au lait, 30 days.\n"
     path.write_bytes(broken)  # saved as Latin-1 by an editor
@@ -557,11 +557,11 @@ def test_batching_noise_in_similarities_never_moves_a_verdict(run, bot, monkeypa
 
 
 def test_a_directory_where_a_snapshot_belongs_is_a_clear_failure(snap):
-    snap.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     path = snapshot_file(snap)
     path.unlink()
     path.mkdir()
-    result = snap.runpytest_subprocess("-k", "not strict")
+    result = snap.runpytest("-k", "not strict")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*{path}: a directory is where this file belongs; move it away*"])
     assert "Traceback" not in result.stdout.str() and "IsADirectoryError" not in result.stdout.str()

@@ -47,7 +47,7 @@ def test_thresholds(value):
 
 @pytest.mark.parametrize("value", [0, -0.5, 1.01, "0.8", True, math.nan, None])
 def test_bad_thresholds(value):
-    assert threshold_problem(value) == f"similarity threshold {value!r} must be a number in (0, 1], e.g. 0.85"
+    assert threshold_problem(value) == f"{value!r} must be a number in (0, 1], e.g. 0.85"
 
 
 @pytest.mark.parametrize("value", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])

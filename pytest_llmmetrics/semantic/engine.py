@@ -258,7 +258,7 @@ _ACTIVE: EmbeddingEngine | None = None
 def check_threshold(value: Any, what: str) -> float:
     problem = threshold_problem(value)
     if problem:
-        raise ConfigError(f"{what}: {problem}")
+        raise ConfigError(f"{what}: similarity threshold {problem}")
     return float(value)
 
 
