@@ -10,16 +10,14 @@ warning line, and the exit status stays the tests' own.
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from pytest_llmmetrics.baseline import store
+from pytest_llmmetrics.baseline import render, store
 from pytest_llmmetrics.baseline.compare import (
-    ORDER,
     Row,
     Tolerances,
     compare,
@@ -27,7 +25,7 @@ from pytest_llmmetrics.baseline.compare import (
     totals,
 )
 from pytest_llmmetrics.baseline.store import BASELINE, HISTORY, Tests
-from pytest_llmmetrics.display import markdown_cell, printable, show_path
+from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.files import atomic_write_text, check_regular
 from pytest_llmmetrics.redact import env_secrets, scrub
@@ -253,11 +251,7 @@ class MetricsReport:
         return show_path(path, self.config.rootpath)
 
     def _write_json(self, path: Path) -> None:
-
-        data = {"reference": self.reference, "totals": totals(self.rows),
-                "inconclusive": sum(r.inconclusive for r in self.rows), "warnings": self.warnings,
-                "rows": [r.as_dict() for r in self.rows]}
-        atomic_write_text(path, json.dumps(data, sort_keys=True) + "\n")  # compact: C encoder, fast
+        atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings))
 
     def _append_summary(self, path: Path) -> None:
         if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
@@ -267,28 +261,16 @@ class MetricsReport:
             f.write(self.markdown())
 
     def total_line(self) -> str:
-        counts = totals(self.rows)
-        parts = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v] or v in ("regressed", "unchanged"))
-        against = f" against the {self.reference}" if self.reference else " (no baseline yet: all new)"
-        return f"{len(self.tests)} tests, {len(self.rows)} metrics: {parts}{against}"
+        return render.total_line(len(self.tests), self.rows, self.reference)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.tests:
             return
         tr = terminalreporter
         tr.write_sep("=", "llm metrics")
-        verbose = self.config.option.verbose > 0
-        shown = [r for r in self.rows if verbose or r.verdict != "unchanged"]
-        if shown:
-            header = ("test", "metric", "baseline", "current", "delta", "verdict", "detectable", "why")
-            table = [header] + [(printable(r.test), printable(r.metric), r.baseline, r.current, r.delta, r.verdict,
-                                 r.detectable, r.why) for r in shown]
-            widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-            for i, row in enumerate(table):
-                line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-                verdict = row[5]
-                tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
-                              green=verdict == "improved", bold=i == 0)
+        for i, (line, verdict) in enumerate(render.table(self.rows, verbose=self.config.option.verbose > 0)):
+            tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
+                          green=verdict == "improved", bold=i == 0)
         regressed = sum(r.verdict == "regressed" for r in self.rows)
         tr.write_line(self.total_line(), red=bool(regressed), bold=True)
         inconclusive = inconclusive_line(self.rows)
@@ -303,14 +285,4 @@ class MetricsReport:
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        lines = ["## llm metrics", "", markdown_cell(self.total_line()), ""]
-        inconclusive = inconclusive_line(self.rows)
-        if inconclusive:
-            lines += [inconclusive, ""]
-        changed = [r for r in self.rows if r.verdict != "unchanged"]
-        if changed:
-            lines += ["| test | metric | baseline | current | delta | verdict | detectable | why |",
-                      "|---|---|---|---|---|---|---|---|"]
-            lines += [f"| {markdown_cell(r.test, code=True)} | {markdown_cell(r.metric, code=True)} | {r.baseline} | "
-                      f"{r.current} | {r.delta} | **{r.verdict}** | {r.detectable} | {r.why} |" for r in changed]
-        return "\n".join(lines) + "\n\n"
+        return render.markdown(self.total_line(), self.rows)

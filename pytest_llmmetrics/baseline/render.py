@@ -1,0 +1,51 @@
+"""The delta report for people and tools: the terminal table, the total line, Markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+from pytest_llmmetrics.baseline.compare import ORDER, Row, inconclusive_line, totals
+from pytest_llmmetrics.display import markdown_cell, printable
+
+HEADER = ("test", "metric", "baseline", "current", "delta", "verdict", "detectable", "why")
+
+
+def total_line(tests: int, rows: Sequence[Row], reference: str | None) -> str:
+    """``5 tests, 12 metrics: 1 regressed, 11 unchanged against the baseline``."""
+    counts = totals(rows)
+    parts = ", ".join(f"{counts[v]} {v}" for v in ORDER if counts[v] or v in ("regressed", "unchanged"))
+    against = f" against the {reference}" if reference else " (no baseline yet: all new)"
+    return f"{tests} tests, {len(rows)} metrics: {parts}{against}"
+
+
+def table(rows: Sequence[Row], *, verbose: bool) -> list[tuple[str, str]]:
+    """The terminal table as (line, verdict) pairs, header first; unchanged rows only when ``verbose``."""
+    shown = [r for r in rows if verbose or r.verdict != "unchanged"]
+    if not shown:
+        return []
+    cells = [HEADER] + [(printable(r.test), printable(r.metric), r.baseline, r.current, r.delta, r.verdict,
+                         r.detectable, r.why) for r in shown]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
+    return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), row[5]) for row in cells]
+
+
+def markdown(total: str, rows: Sequence[Row]) -> str:
+    """The delta table for ``$GITHUB_STEP_SUMMARY``: the total line, then the rows that moved."""
+    lines = ["## llm metrics", "", markdown_cell(total), ""]
+    inconclusive = inconclusive_line(rows)
+    if inconclusive:
+        lines += [inconclusive, ""]
+    changed = [r for r in rows if r.verdict != "unchanged"]
+    if changed:
+        lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        lines += [f"| {markdown_cell(r.test, code=True)} | {markdown_cell(r.metric, code=True)} | {r.baseline} | "
+                  f"{r.current} | {r.delta} | **{r.verdict}** | {r.detectable} | {r.why} |" for r in changed]
+    return "\n".join(lines) + "\n\n"
+
+
+def json_report(reference: str | None, rows: Sequence[Row], warnings: Sequence[str]) -> str:
+    """``--llm-report-json``: compact (the C encoder, fast), keys sorted."""
+    data = {"reference": reference, "totals": totals(rows), "inconclusive": sum(r.inconclusive for r in rows),
+            "warnings": list(warnings), "rows": [r.as_dict() for r in rows]}
+    return json.dumps(data, sort_keys=True) + "\n"
