@@ -8,8 +8,9 @@ import os
 import re
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import pytest
 
@@ -146,6 +147,51 @@ def _line_of(text: str, key: Any) -> int:
     return 1
 
 
+# --- merging a session's recordings into a file --------------------------------------
+
+@dataclass(frozen=True)
+class Merged:
+    """One recording file after a session: its entries, and the counts its summary line gives."""
+
+    entries: dict[str, dict[str, Any]]
+    added: int  # replies recorded
+    removed: int  # requests that tests which ran no longer send ("all")
+    # Something was recorded or removed, so the file is written (even if every recorded reply was there already).
+    changed: bool
+
+
+def merge(old: Mapping[str, dict[str, Any]], recorded: Mapping[str, Mapping[str, Any]], ran: Collection[str],
+          mode: str) -> Merged:
+    """The entries of one recording file after this session, under the rules of ``mode``.
+
+    ``old``: the file's entries by key (``{}`` for a new file). ``recorded``:
+    what tests recorded into it, by key, each with its replies by episode
+    index. ``ran``: the ids of the tests that ran (only ``all`` looks at them).
+
+    With ``all``, a test that ran replaces what it had recorded: its requests
+    are recorded afresh, and those it no longer sends are removed (a request
+    that another test sent again stays). Entries of tests that did not run
+    stay. Otherwise (``new_episodes``; ``once``, which records only modules
+    with no file) recorded episodes stay and only those past their end are
+    added. ``old`` and ``recorded`` are left as they are.
+    """
+    stale = {key for key, entry in old.items() if entry["test"] in ran and key not in recorded} \
+        if mode == "all" else set()
+    entries = {key: entry for key, entry in old.items() if key not in stale}
+    added = 0
+    for key, fresh in recorded.items():
+        episodes = sorted(fresh["replies"].items())
+        was = entries.get(key)
+        if mode == "all" or was is None:
+            entries[key] = {**fresh, "replies": [reply for _, reply in episodes]}
+            added += len(episodes)
+        else:  # new episodes: keep the recorded ones, add those past their end
+            more = [reply for index, reply in episodes if index >= len(was["replies"])]
+            entries[key] = {**was, "replies": was["replies"] + more}
+            added += len(more)
+    return Merged(entries, added, len(stale), changed=bool(recorded or stale))
+
+
 # --- replay and record ---------------------------------------------------------------
 
 class Recordings:
@@ -233,42 +279,28 @@ class Recordings:
             return
         root = self.config.rootpath
         for file in sorted(set(self._new) | set(self._ran)):
-            new, ran = self._new.get(file, {}), self._ran.get(file, set())
+            recorded, ran = self._new.get(file, {}), self._ran.get(file, set())
             path = root / file
-            if not new and not path.exists():
+            if not recorded and not path.exists():
                 continue
             try:
-                entries = load(path) if path.exists() else {}
+                old = load(path) if path.exists() else {}
             except ConfigError as exc:
                 self.skipped.append(f"{file} NOT updated: {exc}")
                 continue
-            # "all": what a test that ran no longer sends goes (shared requests it sent again stay).
-            stale = [key for key, entry in entries.items() if entry["test"] in ran and key not in new]
-            for key in stale:
-                del entries[key]
-            if not new and not stale:
+            merged = merge(old, recorded, ran, self.mode)
+            if not merged.changed:
                 continue
-            added = 0
-            for key, fresh in new.items():
-                replies = [fresh["replies"][i] for i in sorted(fresh["replies"])]
-                old = entries.get(key)
-                if self.mode == "all" or old is None:
-                    entries[key] = {**fresh, "replies": replies}
-                    added += len(replies)
-                else:  # new episodes: keep the recorded ones, add those past their end
-                    more = [r for i, r in sorted(fresh["replies"].items()) if i >= len(old["replies"])]
-                    old["replies"].extend(more)
-                    added += len(more)
             try:
-                atomic_write_text(path, dump(entries))
+                atomic_write_text(path, dump(merged.entries))
             except OSError as exc:  # the end of a run never crashes: say so, keep the exit status
                 where = f" ({exc.filename})" if isinstance(exc.filename, str) else ""
                 self.skipped.append(f"{file} NOT updated: could not write it: {exc.strerror or type(exc).__name__}"
                                     f"{where}")
                 continue
-            line = f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded"
-            if stale:
-                line += f", {len(stale)} request{'s' if len(stale) > 1 else ''} no longer sent removed"
+            line = f"{file}: {merged.added} repl{'y' if merged.added == 1 else 'ies'} recorded"
+            if merged.removed:
+                line += f", {merged.removed} request{'s' if merged.removed > 1 else ''} no longer sent removed"
             self.written.append(line)
 
     def _file_of(self, module: str) -> str:
