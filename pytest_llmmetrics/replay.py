@@ -14,6 +14,7 @@ from typing import Any, Collection, Mapping
 
 import pytest
 
+from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
 from pytest_llmmetrics.providers.call import call_model
@@ -306,7 +307,7 @@ class Recordings:
     def _file_of(self, module: str) -> str:
         """The recording file of a test module given relative to the rootdir, as recorded replies name it."""
         path = Path(os.path.normpath(self.config.rootpath / module))
-        return _relative_file(recording_path(path), self.config.rootpath)
+        return show_path(recording_path(path), self.config.rootpath)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.written or self.skipped:
@@ -368,7 +369,7 @@ class RecordingModel:
         reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
         with self._lock:
             self._pending.append({
-                "file": _relative_file(self._path, self._item.config.rootpath),
+                "file": show_path(self._path, self._item.config.rootpath),  # as the summary names it
                 "key": key, "index": index, "test": self._item.nodeid, "model": self.spec,
                 "params": stored_params, "messages": [dict(m) for m in messages], "reply": reply,
             })
@@ -377,11 +378,12 @@ class RecordingModel:
     def _missing(self, messages: list[dict[str, str]], params: dict[str, Any],
                  entries: Mapping[str, dict[str, Any]], entry: dict[str, Any] | None, index: int) -> str:
         mode = self._recordings.mode
+        start = self._item.config.invocation_params.dir  # as the command below, from where pytest was started
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
         shown = prompt if len(prompt) <= 200 else prompt[:197] + "..."
         why = ("--llm-record-mode=none replays only" if mode == "none" else
                "the file exists, so --llm-record-mode=once replays only")
-        lines = [f"no recorded reply for this request in {self._show(self._path)} ({why})",
+        lines = [f"no recorded reply for this request in {show_path(self._path, start)} ({why})",
                  f"  test:   {self._item.nodeid}", f"  model:  {self.spec}", f"  prompt: {shown!r}"]
         if entry is not None:
             lines.append(f"  this test sends it {index + 1} times; {len(entry['replies'])} repl"
@@ -393,17 +395,6 @@ class RecordingModel:
                              + _difference(near[0], self.spec, messages, params))
         lines += ["Record it with:", f"  pytest '{_command_id(self._item)}' --llm-record-mode=new_episodes"]
         return "\n".join(lines)
-
-    def _show(self, path: Path) -> str:
-        try:
-            return Path(os.path.relpath(path, self._item.config.invocation_params.dir)).as_posix()
-        except ValueError:
-            return str(path)
-
-
-def _relative_file(path: Path, root: Path) -> str:
-    """How reports and the summary name a recording file: relative to the rootdir where it is inside."""
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _command_id(item: pytest.Item) -> str:

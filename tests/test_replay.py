@@ -118,6 +118,25 @@ def test_none_mode_names_the_test_the_prompt_and_the_command(run, counter):
     assert "Traceback" not in result.stdout.str()
 
 
+def test_run_from_below_the_rootdir_names_the_file_as_typed_there(bot, monkeypatch):
+    """The failure names the file and the command from where pytest was started; the summary names the
+    file from the rootdir, as the baseline lines do."""
+    bot.makeini("[pytest]\n")
+    sub = bot.mkdir("sub")
+    (sub / "counter.py").write_text(COUNTER)
+    (sub / "test_a.py").write_text(SUITE)
+    monkeypatch.chdir(sub)
+    recorded = bot.runpytest_subprocess("--llm-record-mode=once")
+    recorded.assert_outcomes(passed=3)
+    recorded.stdout.fnmatch_lines([f"sub/{RECORDING}: 5 replies recorded"])
+    (sub / "test_a.py").write_text(SUITE + "\ndef test_four(llm):\n    llm('fourth')\n")
+    result = bot.runpytest_subprocess("--llm-record-mode=none")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([f"*no recorded reply for this request in {RECORDING} (*",
+                                 "*  test:   sub/test_a.py::test_four",
+                                 "*  pytest 'test_a.py::test_four' --llm-record-mode=new_episodes"])
+
+
 def test_none_mode_says_which_setting_changed(bot, counter):
     counter.makepyfile(test_a=SUITE)
     counter.runpytest_subprocess("--llm-record-mode=once").assert_outcomes(passed=3)
