@@ -171,7 +171,8 @@ def _side(entry: dict[str, Any], binary: bool) -> stats.Side:
     return stats.Side(float(entry["mean"]), int(entry["n"]), float(entry.get("std") or 0.0), binary)
 
 
-def _show(entry: dict[str, Any], binary: bool) -> str:
+def _format_value(entry: dict[str, Any], binary: bool) -> str:
+    """A side's value as the table shows it: a pass rate with its count, or the mean with its n."""
     if binary and entry["n"] > 1:
         k = round(entry["mean"] * entry["n"])
         return f"{entry['mean']:.0%} ({k}/{entry['n']})"
@@ -224,7 +225,7 @@ def compare_metric(test: str, metric: str, base: dict[str, Any], cur: dict[str, 
     verdict = stats.verdict(change, tolerance, directed)
     raw = c.mean - b.mean
     rate = binary
-    row = Row(test, metric, verdict, _show(base, binary), _show(cur, binary),
+    row = Row(test, metric, verdict, _format_value(base, binary), _format_value(cur, binary),
               f"{raw * 100:+.0f} pts" if rate else f"{raw:+.4g}", why if verdict != "unchanged" else "",
               values={"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
                       "direction": _DIRECTION[higher]},
@@ -260,7 +261,7 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *,
         for metric, cur in cur_test["metrics"].items():
             base = base_metrics.get(metric)
             if base is None:
-                rows.append(Row(test, metric, "new", current=_show(cur, scale(cur) == "binary"),
+                rows.append(Row(test, metric, "new", current=_format_value(cur, scale(cur) == "binary"),
                                 values={"current": _numbers(cur)}))
             else:
                 rows.append(compare_metric(test, metric, base, cur, tolerances, why))
@@ -278,7 +279,7 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *,
 
 
 def _gone(test: str, metric: str, base: dict[str, Any]) -> Row:
-    return Row(test, metric, "gone", baseline=_show(base, scale(base) == "binary"), values={"baseline": _numbers(base)})
+    return Row(test, metric, "gone", baseline=_format_value(base, scale(base) == "binary"), values={"baseline": _numbers(base)})
 
 
 def control_false_discoveries(rows: list[Row]) -> None:
