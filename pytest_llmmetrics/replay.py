@@ -8,11 +8,13 @@ import os
 import re
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import pytest
 
+from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
 from pytest_llmmetrics.providers.call import call_model
@@ -146,6 +148,51 @@ def _line_of(text: str, key: Any) -> int:
     return 1
 
 
+# --- merging a session's recordings into a file --------------------------------------
+
+@dataclass(frozen=True)
+class Merged:
+    """One recording file after a session: its entries, and the counts its summary line gives."""
+
+    entries: dict[str, dict[str, Any]]
+    added: int  # replies recorded
+    removed: int  # requests that tests which ran no longer send ("all")
+    # Something was recorded or removed, so the file is written (even if every recorded reply was there already).
+    changed: bool
+
+
+def merge(old: Mapping[str, dict[str, Any]], recorded: Mapping[str, Mapping[str, Any]], ran: Collection[str],
+          mode: str) -> Merged:
+    """The entries of one recording file after this session, under the rules of ``mode``.
+
+    ``old``: the file's entries by key (``{}`` for a new file). ``recorded``:
+    what tests recorded into it, by key, each with its replies by episode
+    index. ``ran``: the ids of the tests that ran (only ``all`` looks at them).
+
+    With ``all``, a test that ran replaces what it had recorded: its requests
+    are recorded afresh, and those it no longer sends are removed (a request
+    that another test sent again stays). Entries of tests that did not run
+    stay. Otherwise (``new_episodes``; ``once``, which records only modules
+    with no file) recorded episodes stay and only those past their end are
+    added. ``old`` and ``recorded`` are left as they are.
+    """
+    stale = {key for key, entry in old.items() if entry["test"] in ran and key not in recorded} \
+        if mode == "all" else set()
+    entries = {key: entry for key, entry in old.items() if key not in stale}
+    added = 0
+    for key, fresh in recorded.items():
+        episodes = sorted(fresh["replies"].items())
+        was = entries.get(key)
+        if mode == "all" or was is None:
+            entries[key] = {**fresh, "replies": [reply for _, reply in episodes]}
+            added += len(episodes)
+        else:  # new episodes: keep the recorded ones, add those past their end
+            more = [reply for index, reply in episodes if index >= len(was["replies"])]
+            entries[key] = {**was, "replies": was["replies"] + more}
+            added += len(more)
+    return Merged(entries, added, len(stale), changed=bool(recorded or stale))
+
+
 # --- replay and record ---------------------------------------------------------------
 
 class Recordings:
@@ -233,48 +280,34 @@ class Recordings:
             return
         root = self.config.rootpath
         for file in sorted(set(self._new) | set(self._ran)):
-            new, ran = self._new.get(file, {}), self._ran.get(file, set())
+            recorded, ran = self._new.get(file, {}), self._ran.get(file, set())
             path = root / file
-            if not new and not path.exists():
+            if not recorded and not path.exists():
                 continue
             try:
-                entries = load(path) if path.exists() else {}
+                old = load(path) if path.exists() else {}
             except ConfigError as exc:
                 self.skipped.append(f"{file} NOT updated: {exc}")
                 continue
-            # "all": what a test that ran no longer sends goes (shared requests it sent again stay).
-            stale = [key for key, entry in entries.items() if entry["test"] in ran and key not in new]
-            for key in stale:
-                del entries[key]
-            if not new and not stale:
+            merged = merge(old, recorded, ran, self.mode)
+            if not merged.changed:
                 continue
-            added = 0
-            for key, fresh in new.items():
-                replies = [fresh["replies"][i] for i in sorted(fresh["replies"])]
-                old = entries.get(key)
-                if self.mode == "all" or old is None:
-                    entries[key] = {**fresh, "replies": replies}
-                    added += len(replies)
-                else:  # new episodes: keep the recorded ones, add those past their end
-                    more = [r for i, r in sorted(fresh["replies"].items()) if i >= len(old["replies"])]
-                    old["replies"].extend(more)
-                    added += len(more)
             try:
-                atomic_write_text(path, dump(entries))
+                atomic_write_text(path, dump(merged.entries))
             except OSError as exc:  # the end of a run never crashes: say so, keep the exit status
                 where = f" ({exc.filename})" if isinstance(exc.filename, str) else ""
                 self.skipped.append(f"{file} NOT updated: could not write it: {exc.strerror or type(exc).__name__}"
                                     f"{where}")
                 continue
-            line = f"{file}: {added} repl{'y' if added == 1 else 'ies'} recorded"
-            if stale:
-                line += f", {len(stale)} request{'s' if len(stale) > 1 else ''} no longer sent removed"
+            line = f"{file}: {merged.added} repl{'y' if merged.added == 1 else 'ies'} recorded"
+            if merged.removed:
+                line += f", {merged.removed} request{'s' if merged.removed > 1 else ''} no longer sent removed"
             self.written.append(line)
 
     def _file_of(self, module: str) -> str:
         """The recording file of a test module given relative to the rootdir, as recorded replies name it."""
         path = Path(os.path.normpath(self.config.rootpath / module))
-        return _relative_file(recording_path(path), self.config.rootpath)
+        return show_path(recording_path(path), self.config.rootpath)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.written or self.skipped:
@@ -336,7 +369,7 @@ class RecordingModel:
         reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
         with self._lock:
             self._pending.append({
-                "file": _relative_file(self._path, self._item.config.rootpath),
+                "file": show_path(self._path, self._item.config.rootpath),  # as the summary names it
                 "key": key, "index": index, "test": self._item.nodeid, "model": self.spec,
                 "params": stored_params, "messages": [dict(m) for m in messages], "reply": reply,
             })
@@ -345,11 +378,12 @@ class RecordingModel:
     def _missing(self, messages: list[dict[str, str]], params: dict[str, Any],
                  entries: Mapping[str, dict[str, Any]], entry: dict[str, Any] | None, index: int) -> str:
         mode = self._recordings.mode
+        start = self._item.config.invocation_params.dir  # as the command below, from where pytest was started
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
         shown = prompt if len(prompt) <= 200 else prompt[:197] + "..."
         why = ("--llm-record-mode=none replays only" if mode == "none" else
                "the file exists, so --llm-record-mode=once replays only")
-        lines = [f"no recorded reply for this request in {self._show(self._path)} ({why})",
+        lines = [f"no recorded reply for this request in {show_path(self._path, start)} ({why})",
                  f"  test:   {self._item.nodeid}", f"  model:  {self.spec}", f"  prompt: {shown!r}"]
         if entry is not None:
             lines.append(f"  this test sends it {index + 1} times; {len(entry['replies'])} repl"
@@ -361,17 +395,6 @@ class RecordingModel:
                              + _difference(near[0], self.spec, messages, params))
         lines += ["Record it with:", f"  pytest '{_command_id(self._item)}' --llm-record-mode=new_episodes"]
         return "\n".join(lines)
-
-    def _show(self, path: Path) -> str:
-        try:
-            return Path(os.path.relpath(path, self._item.config.invocation_params.dir)).as_posix()
-        except ValueError:
-            return str(path)
-
-
-def _relative_file(path: Path, root: Path) -> str:
-    """How reports and the summary name a recording file: relative to the rootdir where it is inside."""
-    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def _command_id(item: pytest.Item) -> str:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
+import inspect
 import os
+import random
+import time
 
 import pytest
 from conftest import dedent
@@ -11,7 +15,16 @@ from servers import FaultServer, LlamaServer, free_port
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.llm import LLM
 from pytest_llmmetrics.markers import LLMSettings
-from pytest_llmmetrics.providers.openai import OpenAIModel
+from pytest_llmmetrics.providers.openai import (
+    MAX_BACKOFF_S,
+    Failure,
+    OpenAIModel,
+    backoff,
+    classify,
+    failure_message,
+    gave_up,
+    retry_after,
+)
 from pytest_llmmetrics.providers.spec import ProviderOptions
 
 pytest.importorskip("openai", reason="needs pytest-llmmetrics[openai]")
@@ -29,6 +42,142 @@ def _no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def model(base_url: str, **options) -> OpenAIModel:
     return OpenAIModel("smollm2", ProviderOptions(base_url=base_url, **{**FAST, **options}))
+
+
+# --- retrying, the pure parts: what failed, how long to wait, what to say ------------------------
+
+def http():
+    """The HTTP library the installed openai client is built on, for building its errors as it does."""
+    import openai._exceptions
+
+    return next(m for m in vars(openai._exceptions).values()
+                if inspect.ismodule(m) and m.__name__ in ("httpx", "httpx2"))
+
+
+def status_error(status: int, headers: dict | None = None):
+    import openai
+
+    lib = http()
+    request = lib.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    return openai.APIStatusError(f"scripted {status}", response=lib.Response(status, request=request,
+                                                                              headers=headers or {}), body=None)
+
+
+def test_classify_says_what_is_worth_another_attempt_and_when_the_server_is_down():
+    import openai
+
+    request = http().Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    timeout = classify(openai.APITimeoutError(request=request), openai)
+    assert (timeout.kind, timeout.retryable, timeout.server_down) == ("timeout", True, True)
+    refused = classify(openai.APIConnectionError(request=request), openai)
+    assert (refused.kind, refused.retryable, refused.server_down) == ("unreachable", True, True)
+    for status in (408, 409, 429, 500, 502, 503, 504):
+        failure = classify(status_error(status, {"Retry-After": "3"}), openai)
+        assert (failure.kind, failure.retryable, failure.server_down, failure.status) == ("status", True, False, status)
+        assert retry_after(failure.headers) == 3.0  # the answer's headers, as case-insensitive as they came
+    for status in (400, 401, 403, 404, 422):
+        assert classify(status_error(status), openai).retryable is False
+    unusable = classify(openai.APIError("not a chat completion", request, body=None), openai)
+    assert (unusable.kind, unusable.retryable, unusable.server_down) == ("unusable", False, False)
+    assert classify(ValueError("a bug of ours"), openai) is None
+
+
+@pytest.mark.parametrize(("headers", "seconds"), [
+    ({"retry-after": "3"}, 3.0),
+    ({"retry-after": "0.5"}, 0.5),
+    ({"retry-after": "0"}, 0.0),
+    ({"retry-after": "-4"}, 0.0),
+    ({"retry-after": "120"}, 120.0),  # over a minute: read as it is; the caller fails at once
+    ({"retry-after-ms": "1500"}, 1.5),
+    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),  # the finer one wins
+    ({"retry-after-ms": "soon", "retry-after": "2"}, 2.0),  # an unreadable one is skipped
+    ({"retry-after": "soon"}, None),
+    ({"retry-after": ""}, None),
+    ({}, None),
+])
+def test_retry_after_in_seconds(headers, seconds):
+    assert retry_after(headers) == seconds
+
+
+def test_retry_after_as_an_http_date():
+    now = 1_700_000_000.0
+    assert retry_after({"retry-after": email.utils.formatdate(now + 30, usegmt=True)}, now=now) == 30.0
+    assert retry_after({"retry-after": email.utils.formatdate(now + 90, usegmt=True)}, now=now) == 90.0
+    assert retry_after({"retry-after": email.utils.formatdate(now - 30, usegmt=True)}, now=now) == 0.0  # past
+    assert retry_after({"retry-after": "Wed, 32 Foo 2024 99:00:00 GMT"}, now=now) is None
+    # Without a time given, from the clock.
+    assert 25 < retry_after({"retry-after": email.utils.formatdate(time.time() + 30, usegmt=True)}) <= 30
+
+
+def test_retry_after_reads_the_headers_of_the_real_client_whatever_their_case():
+    assert retry_after(http().Headers({"Retry-After": "7"})) == 7.0
+    assert retry_after(http().Headers({"Retry-After-Ms": "700"})) == 0.7
+
+
+def test_backoff_is_full_jitter_under_a_doubling_ceiling_of_at_most_30_s():
+    rng = random.Random(1)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (6, 16.0), (7, MAX_BACKOFF_S), (20, MAX_BACKOFF_S)]:
+        waits = [backoff(attempt, 0.5, rng=rng) for _ in range(2000)]
+        assert 0 <= min(waits) < ceiling * 0.01 and ceiling * 0.99 < max(waits) <= ceiling, attempt
+    assert backoff(3, 0.0, rng=rng) == 0.0
+    assert all(0 <= backoff(3, 1.0) <= 4.0 for _ in range(100))  # the module's own random by default
+    # Seeded, it is reproducible: the same draw as random.uniform(0, ceiling).
+    assert backoff(3, 1.0, rng=random.Random(7)) == random.Random(7).uniform(0, 4.0)
+
+
+def test_backoff_after_retry_after_waits_at_least_what_the_server_asked_and_at_most_10_percent_more():
+    rng = random.Random(2)
+    waits = [backoff(1, 0.5, retry_after=2.0, rng=rng) for _ in range(2000)]
+    assert 2.0 <= min(waits) < 2.01 and 2.19 < max(waits) <= 2.2
+    assert backoff(5, 0.5, retry_after=0.0, rng=rng) == 0.0  # "now" means now, not the backoff
+
+
+WHERE = "model 'openai:m' at http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize(("failure", "attempt", "detail", "options", "message"), [
+    (Failure("timeout", True), 2, "", {"timeout": 0.3},
+     (f"{WHERE}: no answer within 0.3 s (2 attempts). The server is slow or stuck: check it, or raise "
+      "--llm-timeout / llm_timeout")),
+    (Failure("timeout", True), 1, "", {},
+     (f"{WHERE}: no answer (1 attempt). The server is slow or stuck: check it, or raise --llm-timeout / "
+      "llm_timeout")),
+    (Failure("unreachable", True), 3, "Connection refused", {},
+     (f"{WHERE}: cannot connect (Connection refused; 3 attempts). Is the server running? Start it, or point "
+      "--llm-base-url / OPENAI_BASE_URL at it")),
+    (Failure("status", True, 503), 3, "scripted 503", {},
+     (f"{WHERE}: HTTP 503 (3 attempts): scripted 503. The server failed: check its logs, or allow more retries "
+      "(--llm-max-retries / llm_max_retries)")),
+    (Failure("status", True, 429), 1, "slow down", {"retry_after": 60.0},
+     (f"{WHERE}: HTTP 429 (1 attempt): slow down. Rate limited: send fewer requests at once (llm_concurrency, -n), "
+      "allow more retries (--llm-max-retries), or replay recorded replies (--llm-record-mode=none)")),
+    (Failure("status", True, 429), 1, "slow down", {"retry_after": 120.0},
+     (f"{WHERE}: HTTP 429: the server asks to retry after 120 s, longer than 60 s: slow down. Rate limited: send "
+      "fewer requests at once (llm_concurrency, -n), allow more retries (--llm-max-retries), or replay recorded "
+      "replies (--llm-record-mode=none)")),
+    (Failure("status", False, 404), 1, "no such model", {"model": "m"},
+     (f"{WHERE}: HTTP 404: no such model. Check the model name 'm' and the base URL (usually ending in /v1: "
+      "--llm-base-url / OPENAI_BASE_URL)")),
+    (Failure("status", False, 400), 1, "'temperature' does not support 0.0", {},
+     (f"{WHERE}: HTTP 400: 'temperature' does not support 0.0. The model does not take this temperature "
+      "(reasoning models take only 1): set it with @pytest.mark.llm(temperature=...) on the tests or in a "
+      "conftest.py pytestmark")),
+    (Failure("unusable", False), 1, "Expecting value", {},
+     (f"{WHERE}: unusable answer: Expecting value. Is it an OpenAI-compatible Chat Completions server? Its base "
+      "URL usually ends in /v1")),
+], ids=["timeout", "timeout-unlimited", "unreachable", "5xx", "retry-after-60", "retry-after-over-60", "404",
+        "400-temperature", "unusable"])
+def test_failure_message(failure, attempt, detail, options, message):
+    assert failure_message(failure, WHERE, attempt, detail, **options) == message
+
+
+def test_gave_up_says_why_the_last_attempt_was_the_last():
+    down, answered = Failure("unreachable", True), Failure("status", True, 503)
+    assert gave_up(down, True, 2) == ("; not retried, as the server did not answer an earlier request either "
+                                      "(each request gets one attempt until one is answered)")
+    assert gave_up(down, False, 2) == "; gave up after 2 retries (--llm-max-retries / llm_max_retries)"
+    assert gave_up(answered, True, 2) == "; gave up after 2 retries (--llm-max-retries / llm_max_retries)"
+    assert gave_up(down, True, 0) == gave_up(answered, False, 0) == ""  # no retries allowed: nothing to explain
 
 
 # --- the real llama.cpp server ---------------------------------------------------------

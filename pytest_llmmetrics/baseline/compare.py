@@ -171,7 +171,8 @@ def _side(entry: dict[str, Any], binary: bool) -> stats.Side:
     return stats.Side(float(entry["mean"]), int(entry["n"]), float(entry.get("std") or 0.0), binary)
 
 
-def _show(entry: dict[str, Any], binary: bool) -> str:
+def _format_value(entry: dict[str, Any], binary: bool) -> str:
+    """A side's value as the table shows it: a pass rate with its count, or the mean with its n."""
     if binary and entry["n"] > 1:
         k = round(entry["mean"] * entry["n"])
         return f"{entry['mean']:.0%} ({k}/{entry['n']})"
@@ -195,54 +196,6 @@ def noise_floor(kind: str, base: float, current: float) -> float:
 _DIRECTION = {True: "higher", False: "lower", None: None}
 
 
-def compare_metric(test: str, metric: str, base: dict[str, Any], cur: dict[str, Any], tolerances: Tolerances,
-                   why: str = "") -> Row:
-    """One metric of one test against its baseline entry."""
-    kind = cur.get("kind", metric)
-    higher = cur.get("higher_is_better")
-    directed = higher is not None
-    if base["n"] == 1 and cur["n"] == 1:
-        # Deterministic values (the common case, kept fast): the change is the point itself.
-        raw = cur["mean"] - base["mean"]
-        d = -raw if higher is False else raw
-        tolerance = max(tolerances.for_metric(metric, kind, base["mean"]),
-                        noise_floor(kind, base["mean"], cur["mean"]))
-        if abs(d) <= tolerance:
-            verdict = "unchanged"
-        else:
-            verdict = "changed" if not directed else "regressed" if d < 0 else "improved"
-        return Row(test, metric, verdict, _fmt(base["mean"]), _fmt(cur["mean"]), f"{raw:+.4g}",
-                   why if verdict != "unchanged" else "",
-                   values={"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
-                           "direction": _DIRECTION[higher]})
-    binary = scale(base) == "binary" and scale(cur) == "binary"
-    b, c = _side(base, binary), _side(cur, binary)  # samples on at least one side
-    tolerance = max(tolerances.for_metric(metric, kind, b.mean), noise_floor(kind, b.mean, c.mean))
-    # Without a direction either way counts: each side gets half the error rate.
-    alpha = stats.ONE_SIDED_ALPHA if directed else stats.ONE_SIDED_ALPHA / 2
-    change = stats.change(b, c, higher, tolerance, alpha)
-    verdict = stats.verdict(change, tolerance, directed)
-    raw = c.mean - b.mean
-    rate = binary
-    row = Row(test, metric, verdict, _show(base, binary), _show(cur, binary),
-              f"{raw * 100:+.0f} pts" if rate else f"{raw:+.4g}", why if verdict != "unchanged" else "",
-              values={"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
-                      "direction": _DIRECTION[higher]},
-              p_worse=change.p_worse, p_better=change.p_better)
-    row.values["change_interval"] = [change.lo, change.hi]
-    mde = stats.min_detectable_effect(b, c, alpha)
-    if mde is not None:
-        row.detectable = f"{mde * 100:.0f} pts" if rate else _fmt(mde)
-        practical = tolerance if tolerances.is_set(metric, kind) else max(
-            tolerance, PRACTICAL_RATE if rate else PRACTICAL_RELATIVE * abs(b.mean))
-        if directed and verdict == "unchanged" and practical > 0 and mde > practical:
-            row.inconclusive = True
-            row.settle_n = stats.samples_to_detect(b, c, practical, alpha)
-            if row.settle_n:
-                row.detectable += f" (n={row.settle_n} settles)"
-    return row
-
-
 def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *,
             vanished: Collection[str] = (), finished: Collection[str] | None = None) -> list[Row]:
     """Every metric of ``current`` against ``baseline``.
@@ -251,34 +204,133 @@ def compare(baseline: Tests | None, current: Tests, tolerances: Tolerances, *,
     ``finished``: tests that ran to the end and passed; a metric they no longer record is *gone*
     (``None``: every test in ``current``).
     """
-    rows: list[Row] = []
     base_tests = baseline or {}
+    rows: list[Row] = []
     for test, cur_test in current.items():
-        base_test = base_tests.get(test, {})
-        base_metrics = base_test.get("metrics", {})
-        why = why_moved(base_test.get("fingerprint"), cur_test.get("fingerprint"))
-        for metric, cur in cur_test["metrics"].items():
-            base = base_metrics.get(metric)
-            if base is None:
-                rows.append(Row(test, metric, "new", current=_show(cur, scale(cur) == "binary"),
-                                values={"current": _numbers(cur)}))
-            else:
-                rows.append(compare_metric(test, metric, base, cur, tolerances, why))
-        if finished is None or test in finished:
-            rows += [_gone(test, metric, base) for metric, base in base_metrics.items()
-                     if metric not in cur_test["metrics"]]
-    # A test that passed without recording anything has lost its metrics too.
-    gone_tests = set(vanished) | (set(finished) - set(current) if finished is not None else set())
-    for test in sorted(gone_tests):
-        if test in base_tests and test not in current:
-            rows += [_gone(test, metric, base) for metric, base in base_tests[test].get("metrics", {}).items()]
+        rows += _test_rows(test, base_tests.get(test, {}), cur_test, tolerances,
+                           finished=finished is None or test in finished)
+    rows += _gone_test_rows(base_tests, current, vanished, finished)
     control_false_discoveries(rows)
     rows.sort(key=lambda r: (_RANK[r.verdict], r.test, r.metric))
     return rows
 
 
+def _test_rows(test: str, base_test: dict[str, Any], cur_test: dict[str, Any], tolerances: Tolerances, *,
+               finished: bool) -> list[Row]:
+    """The rows of a test of this run: each metric it recorded, and, if it ``finished``, each it no longer records."""
+    base_metrics = base_test.get("metrics", {})
+    why = why_moved(base_test.get("fingerprint"), cur_test.get("fingerprint"))
+    rows = []
+    for metric, cur in cur_test["metrics"].items():
+        base = base_metrics.get(metric)
+        rows.append(_new(test, metric, cur) if base is None else
+                    compare_metric(test, metric, base, cur, tolerances, why))
+    if finished:
+        rows += [_gone(test, metric, base) for metric, base in base_metrics.items()
+                 if metric not in cur_test["metrics"]]
+    return rows
+
+
+def _gone_test_rows(base_tests: Tests, current: Tests, vanished: Collection[str],
+                    finished: Collection[str] | None) -> list[Row]:
+    """Every metric of the baseline tests that this run lost: vanished from the collection, or finished without
+    recording anything."""
+    # A test that passed without recording anything has lost its metrics too.
+    gone_tests = set(vanished) | (set(finished) - set(current) if finished is not None else set())
+    return [_gone(test, metric, base) for test in sorted(gone_tests) if test in base_tests and test not in current
+            for metric, base in base_tests[test].get("metrics", {}).items()]
+
+
+def _new(test: str, metric: str, cur: dict[str, Any]) -> Row:
+    return Row(test, metric, "new", current=_format_value(cur, scale(cur) == "binary"),
+               values={"current": _numbers(cur)})
+
+
 def _gone(test: str, metric: str, base: dict[str, Any]) -> Row:
-    return Row(test, metric, "gone", baseline=_show(base, scale(base) == "binary"), values={"baseline": _numbers(base)})
+    return Row(test, metric, "gone", baseline=_format_value(base, scale(base) == "binary"),
+               values={"baseline": _numbers(base)})
+
+
+def compare_metric(test: str, metric: str, base: dict[str, Any], cur: dict[str, Any], tolerances: Tolerances,
+                   why: str = "") -> Row:
+    """One metric of one test against its baseline entry."""
+    if base["n"] == 1 and cur["n"] == 1:
+        return _compare_values(test, metric, base, cur, tolerances, why)
+    return _compare_samples(test, metric, base, cur, tolerances, why)
+
+
+def _compare_values(test: str, metric: str, base: dict[str, Any], cur: dict[str, Any], tolerances: Tolerances,
+                    why: str) -> Row:
+    """Deterministic values (the common case, kept fast): the change is the point itself."""
+    kind = cur.get("kind", metric)
+    higher = cur.get("higher_is_better")
+    raw = cur["mean"] - base["mean"]
+    d = -raw if higher is False else raw
+    tolerance = _tolerance(tolerances, metric, kind, base["mean"], cur["mean"])
+    if abs(d) <= tolerance:
+        verdict = "unchanged"
+    else:
+        verdict = "changed" if higher is None else "regressed" if d < 0 else "improved"
+    return Row(test, metric, verdict, _fmt(base["mean"]), _fmt(cur["mean"]), f"{raw:+.4g}",
+               why if verdict != "unchanged" else "", values=_values(base, cur, tolerance, higher))
+
+
+def _compare_samples(test: str, metric: str, base: dict[str, Any], cur: dict[str, Any], tolerances: Tolerances,
+                     why: str) -> Row:
+    """Samples on at least one side: a verdict only where the samples settle it (`stats.change`)."""
+    kind = cur.get("kind", metric)
+    higher = cur.get("higher_is_better")
+    directed = higher is not None
+    binary = scale(base) == "binary" and scale(cur) == "binary"
+    b, c = _side(base, binary), _side(cur, binary)
+    tolerance = _tolerance(tolerances, metric, kind, b.mean, c.mean)
+    # Without a direction either way counts: each side gets half the error rate.
+    alpha = stats.ONE_SIDED_ALPHA if directed else stats.ONE_SIDED_ALPHA / 2
+    change = stats.change(b, c, higher, tolerance, alpha)
+    verdict = stats.verdict(change, tolerance, directed)
+    raw = c.mean - b.mean
+    row = Row(test, metric, verdict, _format_value(base, binary), _format_value(cur, binary),
+              f"{raw * 100:+.0f} pts" if binary else f"{raw:+.4g}", why if verdict != "unchanged" else "",
+              values=_values(base, cur, tolerance, higher), p_worse=change.p_worse, p_better=change.p_better)
+    row.values["change_interval"] = [change.lo, change.hi]
+    practical = tolerance if tolerances.is_set(metric, kind) else _practical(tolerance, b)
+    _detectable(row, b, c, alpha, practical)
+    return row
+
+
+def _tolerance(tolerances: Tolerances, metric: str, kind: str, base: float, current: float) -> float:
+    """The change that still counts as unchanged: the tolerance set (or built in), never below the noise floor."""
+    return max(tolerances.for_metric(metric, kind, base), noise_floor(kind, base, current))
+
+
+def _values(base: dict[str, Any], cur: dict[str, Any], tolerance: float, higher: bool | None) -> dict[str, Any]:
+    """What the JSON report keeps of a comparison: both sides, the tolerance applied and the direction."""
+    return {"baseline": _numbers(base), "current": _numbers(cur), "tolerance": tolerance,
+            "direction": _DIRECTION[higher]}
+
+
+def _practical(tolerance: float, base: stats.Side) -> float:
+    """The worsening that matters when no tolerance is set: 10 points of a pass rate, 10 % of a mean."""
+    return max(tolerance, PRACTICAL_RATE if base.binary else PRACTICAL_RELATIVE * abs(base.mean))
+
+
+def _detectable(row: Row, b: stats.Side, c: stats.Side, alpha: float, practical: float) -> None:
+    """Fill in the smallest worsening the samples could have called a regression.
+
+    A directed row found unchanged by samples that could not have caught a
+    worsening of ``practical`` settled nothing: it is *inconclusive*, with the
+    samples a side that would settle it.
+    """
+    mde = stats.min_detectable_effect(b, c, alpha)
+    if mde is None:
+        return
+    row.detectable = f"{mde * 100:.0f} pts" if b.binary else _fmt(mde)
+    directed = row.values["direction"] is not None
+    if directed and row.verdict == "unchanged" and practical > 0 and mde > practical:
+        row.inconclusive = True
+        row.settle_n = stats.samples_to_detect(b, c, practical, alpha)
+        if row.settle_n:
+            row.detectable += f" (n={row.settle_n} settles)"
 
 
 def control_false_discoveries(rows: list[Row]) -> None:

@@ -8,7 +8,8 @@ import os
 import random
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
 
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.providers.spec import ProviderOptions
@@ -136,48 +137,20 @@ class OpenAIModel:
 
         ``down``: the server was unreachable for an earlier request, so this one gets one attempt.
         """
-        openai = self._openai
-        where = f"model {self.spec!r} at {self.base_url}"
-        tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
-        unreachable = isinstance(exc, openai.APIConnectionError)  # APITimeoutError is one too
-        if not unreachable:
-            self._unreachable = False  # it answered, if not well
-        if isinstance(exc, openai.APITimeoutError):
-            limit = f" within {self.options.timeout:g} s" if self.options.timeout is not None else ""
-            problem = (f"{where}: no answer{limit} ({tries}). The server is slow or "
-                       "stuck: check it, or raise --llm-timeout / llm_timeout")
-        elif isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            problem = (f"{where}: cannot connect ({_redact(str(cause))}; {tries}). Is the server running? "
-                       "Start it, or point --llm-base-url / OPENAI_BASE_URL at it")
-        elif isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            detail = _redact(_error_text(exc))
-            if status not in RETRIABLE_STATUS and status < 500:
-                raise ModelError(f"{where}: HTTP {status}: {detail}. {_advice(status, self.name, detail)}") from None
-            retry_after = _retry_after(exc.response.headers)
-            if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
-                raise ModelError(
-                    f"{where}: HTTP {status}: the server asks to retry after {retry_after:g} s, longer than "
-                    f"{MAX_RETRY_AFTER_S:g} s: {detail}. {_advice(status, self.name)}"
-                ) from None
-            problem = f"{where}: HTTP {status} ({tries}): {detail}. {_advice(status, self.name)}"
-            if attempt < attempts and retry_after is not None:
-                return retry_after * random.uniform(1.0, 1.1)  # at least what the server asked
-        elif isinstance(exc, openai.APIError):
-            raise ModelError(f"{where}: unusable answer: {_redact(str(exc))}. {_NOT_COMPATIBLE}") from None
-        else:
-            raise exc
+        failure = classify(exc, self._openai)
+        if failure is None or not failure.server_down:
+            self._unreachable = False  # it answered, if not well (or failed before reaching it)
+        if failure is None:
+            raise exc  # not the client's error: shown as it is
+        wait = retry_after(failure.headers) if failure.retryable else None
+        message = failure_message(failure, f"model {self.spec!r} at {self.base_url}", attempt, _detail(failure, exc),
+                                  model=self.name, timeout=self.options.timeout, retry_after=wait)
+        if not failure.retryable or (wait is not None and wait > MAX_RETRY_AFTER_S):
+            raise ModelError(message) from None
         if attempt >= attempts:
-            if unreachable and down and self.options.max_retries:
-                problem += ("; not retried, as the server did not answer an earlier request either "
-                            "(each request gets one attempt until one is answered)")
-            elif self.options.max_retries:
-                problem += f"; gave up after {self.options.max_retries} retries (--llm-max-retries / llm_max_retries)"
-            self._unreachable = unreachable
-            raise ModelError(problem) from None
-        ceiling = min(MAX_BACKOFF_S, self.options.retry_backoff * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)
+            self._unreachable = failure.server_down
+            raise ModelError(message + gave_up(failure, down, self.options.max_retries)) from None
+        return backoff(attempt, self.options.retry_backoff, wait)
 
     def _response(self, completion: Any, latency: float) -> Response:
         choices = getattr(completion, "choices", None)
@@ -195,6 +168,131 @@ class OpenAIModel:
             finish_reason=choice.finish_reason,
             raw=completion,
         )
+
+
+# --- retries, as pure functions: what failed, how long to wait, what to say -------------------
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed request as retrying sees it.
+
+    ``kind``: ``timeout`` or ``unreachable`` (the server was not reached: it is
+    down or stuck), ``status`` (an HTTP error: ``status`` its code, ``headers``
+    those of the answer) or ``unusable`` (an answer that is not a chat completion).
+    """
+
+    kind: Literal["timeout", "unreachable", "status", "unusable"]
+    retryable: bool  # the server may recover from it: worth another attempt
+    status: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def server_down(self) -> bool:
+        return self.kind in ("timeout", "unreachable")
+
+
+def classify(exc: BaseException, openai: Any) -> Failure | None:
+    """What ``exc`` from the ``openai`` client says about the server; ``None`` for an error that is not the client's."""
+    if isinstance(exc, openai.APITimeoutError):  # an APIConnectionError too: first
+        return Failure("timeout", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("unreachable", retryable=True)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        return Failure("status", retryable=status in RETRIABLE_STATUS or status >= 500, status=status,
+                       headers=exc.response.headers)
+    if isinstance(exc, openai.APIError):
+        return Failure("unusable", retryable=False)
+    return None
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if present.
+
+    ``now``: the time an HTTP date is counted from (default: the clock).
+    """
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff(attempt: int, base: float, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    """Seconds to wait after failed attempt number ``attempt``.
+
+    What the server asked (``retry_after``) and up to 10 % more, else full
+    jitter under ``base`` doubling with each attempt, at most 30 s: clients
+    that failed together do not all come back at the same moment.
+    """
+    uniform = rng.uniform if rng is not None else random.uniform
+    if retry_after is not None:
+        return retry_after * uniform(1.0, 1.1)  # at least what the server asked
+    return uniform(0, min(MAX_BACKOFF_S, base * 2 ** (attempt - 1)))
+
+
+def failure_message(failure: Failure, where: str, attempt: int, detail: str = "", *, model: str = "",
+                    timeout: float | None = None, retry_after: float | None = None) -> str:
+    """What went wrong, for the person reading the CI log: the server, what it answered, what to do.
+
+    ``where`` names the model and the server; ``attempt`` is the number of
+    the attempt that failed; ``detail`` is what the error says (keys already
+    redacted); ``retry_after`` is what the server asked to wait.
+    """
+    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+    if failure.kind == "timeout":
+        limit = f" within {timeout:g} s" if timeout is not None else ""
+        return (f"{where}: no answer{limit} ({tries}). The server is slow or stuck: check it, or raise "
+                "--llm-timeout / llm_timeout")
+    if failure.kind == "unreachable":
+        return (f"{where}: cannot connect ({detail}; {tries}). Is the server running? "
+                "Start it, or point --llm-base-url / OPENAI_BASE_URL at it")
+    if failure.kind == "unusable":
+        return f"{where}: unusable answer: {detail}. {_NOT_COMPATIBLE}"
+    status = failure.status or 0
+    if not failure.retryable:
+        return f"{where}: HTTP {status}: {detail}. {_advice(status, model, detail)}"
+    if retry_after is not None and retry_after > MAX_RETRY_AFTER_S:
+        return (f"{where}: HTTP {status}: the server asks to retry after {retry_after:g} s, longer than "
+                f"{MAX_RETRY_AFTER_S:g} s: {detail}. {_advice(status, model)}")
+    return f"{where}: HTTP {status} ({tries}): {detail}. {_advice(status, model)}"
+
+
+def gave_up(failure: Failure, down: bool, max_retries: int) -> str:
+    """Why the last attempt was the last, said after `failure_message` when the retries are spent.
+
+    ``down``: the server was unreachable for an earlier request, so this one had one attempt.
+    """
+    if failure.server_down and down and max_retries:
+        return ("; not retried, as the server did not answer an earlier request either "
+                "(each request gets one attempt until one is answered)")
+    if max_retries:
+        return f"; gave up after {max_retries} retries (--llm-max-retries / llm_max_retries)"
+    return ""
+
+
+def _detail(failure: Failure, exc: BaseException) -> str:
+    """What ``exc`` says, keys redacted: the cause of a failed connection, the server's message, the bad answer."""
+    if failure.kind == "unreachable":
+        return _redact(str(exc.__cause__ or exc))
+    if failure.kind == "status":
+        return _redact(_error_text(exc))
+    if failure.kind == "unusable":
+        return _redact(str(exc))
+    return ""
 
 
 def _error_text(exc: Any) -> str:
@@ -222,28 +320,6 @@ def _advice(status: int, model: str, detail: str = "") -> str:
     if status >= 500 or status in RETRIABLE_STATUS:
         return "The server failed: check its logs, or allow more retries (--llm-max-retries / llm_max_retries)"
     return "The server rejected the request: check the test's @pytest.mark.llm parameters"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date), if present."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _redact(text: str) -> str:

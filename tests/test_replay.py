@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import re
@@ -12,7 +13,7 @@ from servers import FaultServer, free_port
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.redact import safe_params
-from pytest_llmmetrics.replay import dump, load, request_key
+from pytest_llmmetrics.replay import dump, load, merge, request_key
 
 RECORDING = "__recordings__/test_a.llm.json"
 
@@ -115,6 +116,25 @@ def test_none_mode_names_the_test_the_prompt_and_the_command(run, counter):
     ])
     assert not (counter.path / "__recordings__").exists()
     assert "Traceback" not in result.stdout.str()
+
+
+def test_run_from_below_the_rootdir_names_the_file_as_typed_there(bot, monkeypatch):
+    """The failure names the file and the command from where pytest was started; the summary names the
+    file from the rootdir, as the baseline lines do."""
+    bot.makeini("[pytest]\n")
+    sub = bot.mkdir("sub")
+    (sub / "counter.py").write_text(COUNTER)
+    (sub / "test_a.py").write_text(SUITE)
+    monkeypatch.chdir(sub)
+    recorded = bot.runpytest_subprocess("--llm-record-mode=once")
+    recorded.assert_outcomes(passed=3)
+    recorded.stdout.fnmatch_lines([f"sub/{RECORDING}: 5 replies recorded"])
+    (sub / "test_a.py").write_text(SUITE + "\ndef test_four(llm):\n    llm('fourth')\n")
+    result = bot.runpytest_subprocess("--llm-record-mode=none")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([f"*no recorded reply for this request in {RECORDING} (*",
+                                 "*  test:   sub/test_a.py::test_four",
+                                 "*  pytest 'test_a.py::test_four' --llm-record-mode=new_episodes"])
 
 
 def test_none_mode_says_which_setting_changed(bot, counter):
@@ -418,3 +438,110 @@ def test_concurrent_samples_are_recorded_and_replayed(bot):
                                       "--llm-record-mode=none", "-s")
     replay.assert_outcomes(passed=1)
     assert got(replay) == ["['Blue.', 'Blue.', 'Blue.', 'Blue.']"]
+
+
+# --- merge(): the rules of the record modes, without a pytest run ---------------------------------
+
+def old_entry(key: str, test: str, *texts: str) -> dict:
+    """An entry as `load` gives it: replies in a list."""
+    return {"key": key, "test": test, "model": "m", "params": {}, "messages": [{"role": "user", "content": key}],
+            "replies": [{"text": t, "latency_s": 0.5, "prompt_tokens": 1, "completion_tokens": 1,
+                         "finish_reason": "stop"} for t in texts]}
+
+
+def recorded(key: str, test: str, episodes: dict[int, str]) -> dict:
+    """An entry as tests record it: replies by episode index, in the order they came."""
+    entry = old_entry(key, test)
+    entry["replies"] = {i: {"text": t, "latency_s": 0.1, "prompt_tokens": 2, "completion_tokens": 2,
+                            "finish_reason": "stop"} for i, t in episodes.items()}
+    return entry
+
+
+def texts(entries: dict) -> dict[str, list[str]]:
+    return {key: [r["text"] for r in e["replies"]] for key, e in entries.items()}
+
+
+@pytest.mark.parametrize("mode", ["once", "new_episodes", "all"])
+def test_merge_into_a_new_file_records_every_episode_in_order(mode):
+    new = {"k1": recorded("k1", "t::a", {2: "c", 0: "a", 1: "b"}), "k2": recorded("k2", "t::b", {0: "x"})}
+    merged = merge({}, new, {"t::a", "t::b"} if mode == "all" else set(), mode)
+    assert texts(merged.entries) == {"k1": ["a", "b", "c"], "k2": ["x"]}
+    assert (merged.added, merged.removed, merged.changed) == (4, 0, True)
+    assert merged.entries["k1"]["test"] == "t::a" and merged.entries["k1"]["replies"][0]["latency_s"] == 0.1
+
+
+@pytest.mark.parametrize("mode", ["once", "new_episodes"])
+def test_merge_without_all_keeps_recorded_episodes_and_adds_those_past_their_end(mode):
+    old = {"k1": old_entry("k1", "t::a", "edited by hand", "b")}
+    new = {"k1": recorded("k1", "t::a", {3: "d", 2: "c"}), "k2": recorded("k2", "t::a", {0: "x"})}
+    merged = merge(old, new, set(), mode)
+    assert texts(merged.entries) == {"k1": ["edited by hand", "b", "c", "d"], "k2": ["x"]}
+    assert (merged.added, merged.removed, merged.changed) == (3, 0, True)
+
+
+def test_merge_with_new_episodes_never_removes():
+    old = {"k1": old_entry("k1", "t::a", "a"), "k2": old_entry("k2", "t::a", "b")}
+    merged = merge(old, {"k3": recorded("k3", "t::a", {0: "c"})}, {"t::a"}, "new_episodes")
+    assert texts(merged.entries) == {"k1": ["a"], "k2": ["b"], "k3": ["c"]}
+    assert (merged.added, merged.removed) == (1, 0)
+
+
+def test_merge_with_all_replaces_what_a_test_that_ran_recorded():
+    old = {"k1": old_entry("k1", "t::a", "edited by hand", "b", "c")}
+    merged = merge(old, {"k1": recorded("k1", "t::a", {1: "y", 0: "x"})}, {"t::a"}, "all")
+    assert texts(merged.entries) == {"k1": ["x", "y"]}  # the third episode is no longer asked for
+    assert merged.entries["k1"]["replies"][0]["latency_s"] == 0.1
+    assert (merged.added, merged.removed, merged.changed) == (2, 0, True)
+
+
+def test_merge_with_all_removes_requests_a_test_that_ran_no_longer_sends():
+    old = {"gone": old_entry("gone", "t::a", "a"), "kept": old_entry("kept", "t::b", "b"),
+           "other": old_entry("other", "t::c", "c")}
+    # t::a sends a reworded request; t::b ran and sends nothing any more; t::c did not run (-k).
+    merged = merge(old, {"reworded": recorded("reworded", "t::a", {0: "a2"})}, {"t::a", "t::b"}, "all")
+    assert texts(merged.entries) == {"other": ["c"], "reworded": ["a2"]}
+    assert (merged.added, merged.removed, merged.changed) == (1, 2, True)
+
+
+def test_merge_with_all_keeps_a_request_that_another_test_sent_again():
+    """Keys do not include the test: a request t::a stopped sending but t::b sends stays, t::b's now."""
+    old = {"shared": old_entry("shared", "t::a", "old")}
+    merged = merge(old, {"shared": recorded("shared", "t::b", {0: "new"})}, {"t::a", "t::b"}, "all")
+    assert texts(merged.entries) == {"shared": ["new"]} and merged.entries["shared"]["test"] == "t::b"
+    assert (merged.added, merged.removed) == (1, 0)
+
+
+def test_merge_with_all_keeps_the_entries_of_tests_that_did_not_run():
+    old = {"k1": old_entry("k1", "t::a", "a"), "k2": old_entry("k2", "t::b", "b")}
+    merged = merge(old, {"k3": recorded("k3", "t::c", {0: "c"})}, {"t::c"}, "all")
+    assert texts(merged.entries) == {"k1": ["a"], "k2": ["b"], "k3": ["c"]}
+    assert (merged.added, merged.removed) == (1, 0)
+
+
+@pytest.mark.parametrize(("mode", "ran"), [("all", {"t::b"}), ("all", set()), ("new_episodes", {"t::a"}),
+                                           ("once", set())])
+def test_merge_that_records_and_removes_nothing_leaves_the_file_unwritten(mode, ran):
+    old = {"k1": old_entry("k1", "t::a", "a")}
+    merged = merge(old, {}, ran, mode)
+    assert (merged.added, merged.removed, merged.changed) == (0, 0, False)
+    assert merged.entries == old
+
+
+def test_merge_of_episodes_already_in_the_file_still_writes_it():
+    """What the file holds wins, and the file is written all the same (as before merge() was a function)."""
+    old = {"k1": old_entry("k1", "t::a", "a", "b")}
+    merged = merge(old, {"k1": recorded("k1", "t::a", {1: "other"})}, set(), "new_episodes")
+    assert texts(merged.entries) == {"k1": ["a", "b"]}
+    assert (merged.added, merged.removed, merged.changed) == (0, 0, True)
+
+
+@pytest.mark.parametrize("mode", ["once", "new_episodes", "all"])
+def test_merge_leaves_its_inputs_as_they_are_and_gives_what_the_file_holds(mode, tmp_path):
+    old = {"k1": old_entry("k1", "t::a", "a"), "k2": old_entry("k2", "t::a", "b")}
+    new = {"k1": recorded("k1", "t::a", {0: "x", 1: "y"}), "k3": recorded("k3", "t::a", {0: "z"})}
+    before = copy.deepcopy((old, new))
+    merged = merge(old, new, {"t::a"}, mode)
+    assert (old, new) == before
+    path = tmp_path / "r.llm.json"
+    path.write_text(dump(merged.entries))
+    assert load(path) == merged.entries
