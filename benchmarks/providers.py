@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 from servers import FaultServer, LlamaServer  # noqa: E402
 
 from pytest_llmmetrics.llm import LLM  # noqa: E402
-from pytest_llmmetrics.providers.local import LocalModel, default_threads, gguf_path  # noqa: E402
-from pytest_llmmetrics.providers.spec import ProviderOptions  # noqa: E402
-from pytest_llmmetrics.providers.openai import OpenAIModel  # noqa: E402
 from pytest_llmmetrics.markers import LLMSettings  # noqa: E402
+from pytest_llmmetrics.providers.local import LocalModel, default_threads, gguf_path  # noqa: E402
+from pytest_llmmetrics.providers.openai import OpenAIModel  # noqa: E402
+from pytest_llmmetrics.providers.spec import ProviderOptions  # noqa: E402
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 PROMPTS = [

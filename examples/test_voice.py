@@ -1,8 +1,8 @@
 """Voice channel: replies are read aloud, so they must be short plain speech -- in (almost) every sample."""
 
 import pytest
-
 from conftest import sentence_count, speakable
+
 from pytest_llmmetrics import metrics
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.markers import LLMSettings, apply, validate_kwargs
@@ -112,7 +113,8 @@ class LLM:
     def _send(self, messages: list[dict[str, str]], settings: LLMSettings) -> Response:
         return self._call(messages, self._note(messages, settings))
 
-    def _note(self, messages: list[dict[str, str]], settings: LLMSettings, samples: int | None = None) -> dict[str, Any]:
+    def _note(self, messages: list[dict[str, str]], settings: LLMSettings,
+              samples: int | None = None) -> dict[str, Any]:
         params = settings.call_params()
         if self._on_send is not None:
             self._on_send(self.name, params if samples is None else {**params, "samples": samples}, messages)

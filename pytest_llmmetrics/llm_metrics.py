@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from pytest_llmmetrics.checks.check import Check, Outcome, to_value
 from pytest_llmmetrics.checks.registry import MetricRegistry
@@ -87,7 +88,7 @@ class MetricsRecorder:
     at the end with one message listing all misses.
     """
 
-    def __init__(self, registry_factory: Any) -> None:
+    def __init__(self, registry_factory: Callable[[], MetricRegistry]) -> None:
         self._registry_factory = registry_factory
         self.records: dict[str, MetricRecord] = {}
         self.misses: list[Miss] = []
@@ -222,7 +223,7 @@ class MetricsRecorder:
             return [as_response(r, f"llm_metrics.expect(): reply {i} of the list") for i, r in enumerate(replies)]
         return [as_response(replies, "llm_metrics.expect(): the reply", or_list=True)]
 
-    def _checks(self, checks: Sequence[Check | str]) -> list[Check]:
+    def _checks(self, checks: Sequence[object]) -> list[Check]:
         if not checks:
             raise ConfigError(
                 "llm_metrics.expect() needs at least one check, e.g. expect(reply, metrics.word_count(max=50))"
@@ -243,4 +244,4 @@ class MetricsRecorder:
     def failure_message(self) -> str:
         """Every miss, with secrets in replies or findings redacted: CI logs are read by many."""
         noun = "check" if len(self.misses) == 1 else "checks"
-        return scrub(f"{len(self.misses)} llm {noun} missed:\n" + "\n".join(m.format() for m in self.misses))
+        return str(scrub(f"{len(self.misses)} llm {noun} missed:\n" + "\n".join(m.format() for m in self.misses)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from pytest_llmmetrics.checks import detectors
 from pytest_llmmetrics.checks.check import Check, Measurement
@@ -349,7 +350,7 @@ def cost(*, max: float | None = None, prices: Mapping[str, tuple[float, float]] 
         p_in, p_out = _price(reply.model, _PRICES if prices is None else prices)
         prompt = _needs(reply, "prompt_tokens", "cost")
         completion = _needs(reply, "completion_tokens", "cost")
-        return (prompt * p_in + completion * p_out) / 1_000_000
+        return float(prompt * p_in + completion * p_out) / 1_000_000
 
     return Check("cost_usd", measure, max=_bound("max", "cost", max), higher_is_better=False, kind="cost")
 

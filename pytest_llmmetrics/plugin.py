@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any, Generator
+from typing import Any
 
 import pytest
 
@@ -46,10 +47,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     pytester run inside another pytest run leave that run as it was.
     """
     saved_metrics, saved_prices = checks_registry.saved_metrics(), metrics.saved_prices()
-    early_config.stash[RESTORE_KEY] = [
+    undo: list[Callable[[], object]] = [
         lambda: checks_registry.restore_metrics(saved_metrics),
         lambda: metrics.restore_prices(saved_prices),
     ]
+    early_config.stash[RESTORE_KEY] = undo
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -88,7 +90,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for undo in reversed(config.stash.get(RESTORE_KEY, [])):
+    undos: list[Callable[[], object]] = config.stash.get(RESTORE_KEY, [])
+    for undo in reversed(undos):
         undo()
     config.stash[RESTORE_KEY] = []
 

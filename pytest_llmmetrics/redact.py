@@ -8,7 +8,9 @@ import math
 import os
 import re
 from collections import Counter
-from typing import Any, Mapping, Pattern
+from collections.abc import Mapping
+from re import Pattern
+from typing import Any
 
 REDACTED = "<redacted>"
 _SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorization|auth)$", re.I)
@@ -30,7 +32,7 @@ CREDENTIAL_PATTERNS: dict[str, str] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def credential_regex() -> Pattern[str]:
     """One regex for every credential format; the group name is the kind."""
     return re.compile("|".join(f"(?P<{kind.replace('-', '_')}>{p})" for kind, p in CREDENTIAL_PATTERNS.items()))

@@ -1,4 +1,4 @@
-"""Recorded replies (``--llm-record-mode``): replayed instead of calling the model, recorded, and merged into ``__recordings__/`` files."""
+"""Recorded replies (``--llm-record-mode``): replayed instead of calling the model, merged into ``__recordings__/``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import os
 import re
 import threading
 from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any
 
 import pytest
 

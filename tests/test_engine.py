@@ -105,7 +105,7 @@ def test_disk_cache_serves_a_second_engine(tmp_path):
 def test_device_resolution():
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cuda", "mps", "cpu")
-    with pytest.raises(ConfigError, match="not one of auto, cpu, cuda, cuda:N, mps"):
+    with pytest.raises(ConfigError, match="not one of auto, cpu, cuda, cuda:N or mps"):
         EmbeddingEngine(device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available here"):

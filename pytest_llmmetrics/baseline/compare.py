@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Collection, Iterable
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmmetrics.baseline import (
     stats,  # stdlib only; this module itself is imported at the session's end
@@ -341,7 +342,8 @@ def control_false_discoveries(rows: list[Row]) -> None:
     change that does not survive is *unchanged*.
     """
     sampled = [r for r in rows if "change_interval" in r.values]
-    families = (("regressed", "unstable", lambda r: r.p_worse if r.values["direction"] else 1.0),
+    families: tuple[tuple[str, str, Callable[[Row], float]], ...] = (
+                ("regressed", "unstable", lambda r: r.p_worse if r.values["direction"] else 1.0),
                 ("improved", "unchanged", lambda r: r.p_better if r.values["direction"] else 1.0),
                 ("changed", "unchanged", lambda r: 1.0 if r.values["direction"] else 2 * min(r.p_worse, r.p_better)))
     for verdict, demoted, p_value in families:
@@ -355,14 +357,14 @@ def control_false_discoveries(rows: list[Row]) -> None:
                     row.why = ""
 
 
-def totals(rows: list[Row]) -> dict[str, int]:
+def totals(rows: Sequence[Row]) -> dict[str, int]:
     counts = {v: 0 for v in ORDER}
     for row in rows:
         counts[row.verdict] += 1
     return counts
 
 
-def inconclusive_line(rows: list[Row]) -> str | None:
+def inconclusive_line(rows: Sequence[Row]) -> str | None:
     """The summary line for sampled comparisons that could not settle anything."""
     open_rows = [r for r in rows if r.inconclusive]
     if not open_rows:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from pytest_llmmetrics.baseline.compare import ORDER, Row, inconclusive_line, totals
 from pytest_llmmetrics.display import markdown_cell, printable

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -234,7 +235,8 @@ class MetricsReport:
             self.notes.append("baseline NOT written: no test that records metrics passed, so there is nothing to "
                               "accept (the next run compares with this run's history)")
             return
-        if self._attempt(self.baseline_path, lambda: store.save_baseline(self.baseline_path, merged.tests)) is not False:
+        saved = self._attempt(self.baseline_path, lambda: store.save_baseline(self.baseline_path, merged.tests))
+        if saved is not False:
             self.notes.append(merged.summary(self._show_path(self.baseline_path)))
         else:
             self.notes.append("baseline NOT updated (see the warning above)")

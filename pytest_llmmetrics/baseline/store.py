@@ -1,4 +1,4 @@
-"""The committed ``baseline.json`` and the run history in ``llm_metrics_dir``: read strictly, accepted by clear rules, written atomically."""
+"""The committed ``baseline.json`` and the run history in ``llm_metrics_dir``: read strictly, written atomically."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import os
 import subprocess
 import time
 import warnings
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsWarning
 from pytest_llmmetrics.files import (
@@ -29,7 +30,7 @@ def _number(value: Any) -> bool:
     return is_number(value) and abs(value) <= LIMIT
 
 
-ENTRY_FIELDS = {
+ENTRY_FIELDS: dict[str, Callable[[Any], bool]] = {
     "higher_is_better": lambda v: v is None or isinstance(v, bool),  # None: the metric has no direction
     "kind": lambda v: isinstance(v, str),
     "mean": _number,
@@ -37,7 +38,7 @@ ENTRY_FIELDS = {
 }
 
 # Fields that may be missing or null; when present they must make sense.
-OPTIONAL_FIELDS = {
+OPTIONAL_FIELDS: dict[str, Callable[[Any, dict[str, Any]], bool]] = {
     "passed": lambda v, e: isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= e["n"],
     "std": lambda v, e: _number(v) and v >= 0,
     "scale": lambda v, e: v in ("binary", "numeric") and (v == "numeric" or 0 <= e["mean"] <= 1),
@@ -96,7 +97,8 @@ def dumps_baseline(tests: Tests) -> str:
 def load_baseline(path: Path) -> Tests | None:
     """The baseline's tests, or None when there is no baseline yet."""
     try:
-        text = read_text(path, "Fix the file, or delete it and run pytest --llm-baseline-update; it was left untouched.")
+        text = read_text(path, "Fix the file, or delete it and run pytest --llm-baseline-update; "
+                               "it was left untouched.")
     except FileNotFoundError:
         return None
     data = load_json(text, path, "The baseline is broken; fix it (git diff / git checkout it), or delete it and "
@@ -130,7 +132,8 @@ def validate(data: Any, path: Path, text: str = "") -> Tests:
             for key, valid in OPTIONAL_FIELDS.items():
                 if entry.get(key) is not None and not valid(entry[key], entry):
                     raise bad(f"{where}.{key}", f"{entry[key]!r} is not valid here", nodeid, name)
-    return data["tests"]
+    tests: Tests = data["tests"]
+    return tests
 
 
 def _line_of(text: str, needles: tuple[str, ...]) -> int | None:
@@ -237,5 +240,5 @@ def last_history(metrics_dir: Path) -> tuple[Path, Tests] | None:
         try:
             return path, validate(json.loads(path.read_text(encoding="utf-8")), path)
         except (OSError, ValueError, ConfigError) as exc:
-            warnings.warn(LLMMetricsWarning(f"skipping unreadable run history {path}: {exc}"))
+            warnings.warn(LLMMetricsWarning(f"skipping unreadable run history {path}: {exc}"), stacklevel=2)
     return None

@@ -6,8 +6,8 @@ import decimal
 import math
 import numbers
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable, Union
 
 from pytest_llmmetrics.errors import ConfigError, MetricError
 from pytest_llmmetrics.response import Response, as_response
@@ -22,7 +22,7 @@ class Measurement:
     detail: str = ""
 
 
-MeasureResult = Union[float, int, bool, Measurement]
+MeasureResult = float | int | bool | Measurement
 MeasureFn = Callable[[Response], MeasureResult]
 
 

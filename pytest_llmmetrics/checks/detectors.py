@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Pattern
+from re import Pattern
 
 from pytest_llmmetrics.redact import CREDENTIAL_PATTERNS
 
@@ -37,7 +38,7 @@ _REFUSAL_PATTERNS = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _refusal_regex() -> Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in _REFUSAL_PATTERNS), re.IGNORECASE)
 
@@ -72,7 +73,7 @@ _PII_PATTERNS: dict[str, list[str]] = {
 PII_KINDS = tuple(_PII_PATTERNS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pii_regexes() -> dict[str, Pattern[str]]:
     return {kind: re.compile("|".join(f"(?:{p})" for p in pats)) for kind, pats in _PII_PATTERNS.items()}
 
@@ -158,7 +159,7 @@ _MARKDOWN_PATTERNS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _markdown_regexes() -> dict[str, Pattern[str]]:
     return {kind: re.compile(p, re.MULTILINE) for kind, p in _MARKDOWN_PATTERNS.items()}
 

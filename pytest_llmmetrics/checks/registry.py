@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from pytest_llmmetrics import metrics
 from pytest_llmmetrics.checks.check import Check, MeasureResult

@@ -6,7 +6,8 @@ import contextvars
 import dataclasses
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pytest_llmmetrics.errors import ModelError, ReplyError
 from pytest_llmmetrics.response import Response

@@ -9,9 +9,10 @@ import numbers
 import os
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.providers.call import no_answer, run_with_timeout
@@ -262,7 +263,7 @@ def _stopper(eos: int, stop: threading.Event, deadline: float, given: Any) -> An
     import numpy
     from llama_cpp import LogitsProcessorList
 
-    class Processors(LogitsProcessorList):  # type: ignore[misc]
+    class Processors(LogitsProcessorList):
         def extend(self, more: Any) -> Processors:  # type: ignore[override] # llama.cpp assigns its result
             super().extend(more)
             return self

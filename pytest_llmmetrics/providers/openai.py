@@ -1,4 +1,4 @@
-"""The ``openai:<model>`` provider: any OpenAI-compatible Chat Completions server, through the official client, with retries."""
+"""The ``openai:<model>`` provider: any OpenAI-compatible Chat Completions server, through the official client."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.providers.spec import ProviderOptions
@@ -36,7 +37,7 @@ class OpenAIModel:
     Failures the server may recover from -- HTTP 429, 408, 409 and 5xx, timeouts
     and connection errors -- are retried up to ``llm_max_retries`` times with
     exponential backoff (``llm_retry_backoff`` seconds, doubling, at most 30 s)
-    and full jitter; a 429 or 503 with ``Retry-After`` waits what the server asks
+    and full jitter; a retryable answer with ``Retry-After`` (or ``retry-after-ms``) waits what the server asks
     (up to 60 s; a longer wait fails at once). The client's own retries are off,
     so these settings are the only ones. When the retries are spent, the error
     names the server, what it answered and what to do. Once a request has spent
@@ -327,4 +328,4 @@ def _redact(text: str) -> str:
     key = os.environ.get("OPENAI_API_KEY")
     if key and len(key) >= 4:
         text = text.replace(key, "<redacted:OPENAI_API_KEY>")
-    return scrub(text)
+    return str(scrub(text))

@@ -100,4 +100,5 @@ def import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
             obj = getattr(obj, part)
         except AttributeError:
             raise ConfigError(f"{spec}: module {module_name!r} has no attribute {attr!r}") from None
-    return obj
+    found: ModelCallable = obj  # checked to be callable by CallableModel
+    return found

@@ -6,8 +6,9 @@ imported, and load their heavy dependencies, on a test's first call only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from pytest_llmmetrics.errors import ConfigError
 

@@ -43,7 +43,8 @@ def supports(path: Path) -> bool:
 
 def _pooling_config(path: Path, modules: list[dict[str, Any]]) -> dict[str, Any]:
     try:
-        return json.loads((path / modules[1]["path"] / "config.json").read_text())
+        config: dict[str, Any] = json.loads((path / modules[1]["path"] / "config.json").read_text())
+        return config
     except (OSError, ValueError, KeyError):
         return {}
 
@@ -119,8 +120,8 @@ class BertSentenceEncoder:
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
 
-            def heads(name: str) -> Any:
-                y = F.linear(x, w[p + name + ".weight"], w[p + name + ".bias"])
+            def heads(name: str) -> Any:  # called right here, in this iteration: the loop variables are current
+                y = F.linear(x, w[p + name + ".weight"], w[p + name + ".bias"])  # noqa: B023
                 return y.view(batch, seq, self.heads, head_dim).transpose(1, 2)
 
             q, k, v = heads("attention.self.query"), heads("attention.self.key"), heads("attention.self.value")

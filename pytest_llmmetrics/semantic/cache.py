@@ -11,8 +11,9 @@ import hashlib
 import os
 import sqlite3
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from pytest_llmmetrics.errors import LLMMetricsWarning
 from pytest_llmmetrics.files import create_file, ignored_folder
@@ -159,7 +160,8 @@ class EmbeddingCache:
             found[keys[key]] = vec
         if broken:
             warnings.warn(LLMMetricsWarning(
-                f"embedding cache {self.path}: dropped {len(broken)} broken entries; they are recomputed"))
+                f"embedding cache {self.path}: dropped {len(broken)} broken entries; they are recomputed"),
+                stacklevel=2)
             self._write("DELETE FROM embedding WHERE key = ?", [(k,) for k in broken])
         return found
 

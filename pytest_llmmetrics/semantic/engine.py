@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsWarning
 from pytest_llmmetrics.semantic import bert

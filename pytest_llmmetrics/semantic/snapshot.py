@@ -14,9 +14,10 @@ import hashlib
 import math
 import os
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from syrupy.assertion import SnapshotAssertion
@@ -200,7 +201,7 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     @classmethod
     def discovery_dirname(cls, *, test_location: Any) -> str:
         key = ("discovery", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
-        parent = super(SemanticSnapshotExtension, cls)
+        parent = super()
         return _remember(key, lambda: parent.discovery_dirname(test_location=test_location))
 
     @classmethod
@@ -232,7 +233,7 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     @classmethod
     def get_location(cls, *, test_location: Any, index: Any) -> str:
         key = ("file", str(test_location.filepath), test_location.snapshot_name, str(index), cls.snapshot_dirname)
-        parent = super(SemanticSnapshotExtension, cls)
+        parent = super()
         return _remember(key, lambda: parent.get_location(test_location=test_location, index=index))
 
     def serialize(self, data: Any, **kwargs: Any) -> str:
