@@ -174,7 +174,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             register_selected,
         )
 
-        register_selected(session.items)
+        register_selected(session.config, session.items)
         KeepSnapshotsOfFailedTests.register(session.config, session.items)
 
 

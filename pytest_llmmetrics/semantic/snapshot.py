@@ -1,29 +1,33 @@
 """Semantic snapshots: a syrupy extension that passes while a reply stays close in meaning.
 
-Each snapshot is one human-readable text file,
-``__snapshots__/<test module>/<test name>.llm.txt``: a header naming the
-embedding model it was compared with, then the reference text exactly as the
-model wrote it (line endings, trailing spaces and all; UTF-8). One file per
-snapshot means no two xdist workers ever write the same file.
+Built on syrupy's public extension API only (an extension class, the assertion's
+``extension_class=`` option, ``matches``), but for one marked call in
+`KeepSnapshotsOfFailedTests`. Each snapshot is one text file,
+``__snapshots__/<test module>/<test name>.llm.txt``: a header naming the embedding
+model, then the reply exactly as written, so no two xdist workers share a file.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
+import importlib.metadata
 import math
 import os
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 from syrupy.assertion import SnapshotAssertion
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+from syrupy.extensions.single_file import SingleFileSnapshotExtension
 
-from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, LLMMetricsWarning
 from pytest_llmmetrics.files import atomic_write_text, read_text
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.response import Response
@@ -31,8 +35,10 @@ from pytest_llmmetrics.semantic.engine import check_threshold, get_engine
 
 if TYPE_CHECKING:
     from syrupy.data import SnapshotCollection
+    from syrupy.types import SnapshotIndex
 
     from pytest_llmmetrics.llm_metrics import MetricsRecorder
+    from pytest_llmmetrics.semantic.engine import EmbeddingEngine
 
 MODEL_FIELD = "embedding-model"
 SAMPLES_FIELD = "samples"
@@ -121,6 +127,10 @@ class Verdict:
     def rebaseline(self) -> bool:
         return self.stored_model != self.model
 
+    @property
+    def matched(self) -> bool:
+        return not self.rebaseline and self.similarity >= self.threshold
+
     def lines(self) -> list[str]:
         if self.rebaseline:
             return [
@@ -167,42 +177,99 @@ def file_stem(test_name: str, index_suffix: str = "") -> str:
     return clean[: _MAX_STEM - len(tag) - len(index_part)] + tag + index_part
 
 
-_PATHS: dict[tuple[str, ...], str] = {}
+# syrupy asks for a snapshot's paths thousands of times in a run of a few hundred
+# snapshots, each time through pathlib. A process-wide cache, safe across runs
+# in one process (pytester's runpytest()): the key holds everything a path
+# depends on (test file, test name, index, folder name, file extension).
+_PATHS: dict[tuple[Any, ...], str] = {}
 
 
-def _remember(key: tuple[str, ...], compute: Any) -> str:
+def _remember(key: tuple[Any, ...], compute: Callable[[], str]) -> str:
     found = _PATHS.get(key)
     if found is None:
         found = _PATHS[key] = compute()
     return found
 
 
+@dataclass
+class Comparison:
+    """One ``reply == llm_snapshot``: what it compares and, once compared, the verdict.
+
+    syrupy hands it to `SemanticSnapshotExtension.serialize`, whose result
+    (`Serialized`) carries it on to ``matches`` and ``diff_lines``: what one
+    assert found stays with that assert, never on an extension others share.
+    """
+
+    data: Any
+    run: SnapshotRun | None = None
+    samples: list[str] = field(default_factory=list)
+    verdict: Verdict | None = None
+
+
+class Serialized(str):
+    """A snapshot file's text as syrupy compares and writes it, with the `Comparison` it came from."""
+
+    comparison: Comparison
+
+    def __new__(cls, text: str, comparison: Comparison) -> Serialized:  # noqa: PYI034
+        self = super().__new__(cls, text)
+        self.comparison = comparison
+        return self
+
+
+@contextmanager
+def _own_message() -> Iterator[None]:
+    """Our errors (a broken snapshot file, an embedding model that cannot load) fail the test with their message.
+
+    syrupy turns an exception in an extension into a failed compare whose diff
+    is the traceback. pytest's failure outcome is a BaseException, which syrupy
+    lets through after counting the assert as failed; nothing gets written.
+    """
+    try:
+        yield
+    except LLMMetricsError as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None
+
+
 class SemanticSnapshotExtension(SingleFileSnapshotExtension):
-    """Matches when the cosine similarity of stored and new text reaches the threshold."""
+    """Matches when the cosine similarity of stored and new text reaches the threshold.
+
+    A plain syrupy extension: ``snapshot.use_extension(SemanticSnapshotExtension)``
+    works without ``llm_snapshot`` (which adds the recorded similarity metric).
+    """
 
     file_extension = "llm.txt"
-    _write_mode = WriteMode.TEXT
+    threshold: ClassVar[float | None] = None  # None: the engine's, from llm_similarity_threshold
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.threshold: float | None = None
-        self.location = ""
-        self.samples: list[str] = []
-        self.verdict: Verdict | None = None
+    @classmethod
+    def with_threshold(cls, threshold: float) -> type[SemanticSnapshotExtension]:
+        """This extension with its own threshold: what ``llm_snapshot(threshold=...)`` gives syrupy for one assert."""
+        key = (cls, threshold)
+        found = _THRESHOLDS.get(key)
+        if found is None:
+            name = f"{cls.__name__}[threshold={threshold}]"
+            found = _THRESHOLDS[key] = type(name, (cls,), {"threshold": threshold, "__module__": cls.__module__})
+        return found
 
-    # syrupy asks for these paths thousands of times in a run of a few hundred
-    # snapshots, each time through pathlib; they depend only on the test file,
-    # the test name and the index, so remember them.
+    @classmethod
+    def _path_key(cls, kind: str, test_location: Any, *rest: Any) -> tuple[Any, ...]:
+        return (kind, str(test_location.filepath), *rest, cls.snapshot_dirname, cls.file_extension)
+
     @classmethod
     def dirname(cls, *, test_location: Any) -> str:
-        key = ("dir", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
-        return _remember(key, lambda: super(SemanticSnapshotExtension, cls).dirname(test_location=test_location))
+        return _remember(cls._path_key("dir", test_location),
+                         functools.partial(super().dirname, test_location=test_location))
 
     @classmethod
     def discovery_dirname(cls, *, test_location: Any) -> str:
-        key = ("discovery", str(test_location.filepath), test_location.basename, cls.snapshot_dirname)
-        parent = super()
-        return _remember(key, lambda: parent.discovery_dirname(test_location=test_location))
+        return _remember(cls._path_key("discovery", test_location),
+                         functools.partial(super().discovery_dirname, test_location=test_location))
+
+    @classmethod
+    def get_location(cls, *, test_location: Any, index: Any) -> str:
+        # The index itself, not its text: the second assert (1) and one named "1" have different files.
+        return _remember(cls._path_key("file", test_location, test_location.snapshot_name, index),
+                         functools.partial(super().get_location, test_location=test_location, index=index))
 
     @classmethod
     def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
@@ -225,24 +292,22 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
 
     def read_snapshot_data_from_location(self, *, snapshot_location: str, snapshot_name: str,
                                          session_id: str) -> str | None:
-        try:
-            return read(snapshot_location)
-        except FileNotFoundError:
-            return None
+        with _own_message():
+            try:
+                data = read(snapshot_location)
+            except FileNotFoundError:
+                return None
+            parse(data, snapshot_location)  # a hand-broken file fails here, naming itself, and is never overwritten
+            return data
 
-    @classmethod
-    def get_location(cls, *, test_location: Any, index: Any) -> str:
-        key = ("file", str(test_location.filepath), test_location.snapshot_name, str(index), cls.snapshot_dirname)
-        parent = super()
-        return _remember(key, lambda: parent.get_location(test_location=test_location, index=index))
-
-    def serialize(self, data: Any, **kwargs: Any) -> str:
-        texts = texts_of(data)
-        self.samples = texts
-        engine = get_engine()
-        if len(texts) == 1 and not isinstance(data, (list, tuple)):
-            return render(engine.identity, texts[0])
-        return render(engine.identity, self._medoid(texts), samples=len(texts))
+    def serialize(self, data: Any, **kwargs: Any) -> Serialized:
+        comparison = data if isinstance(data, Comparison) else Comparison(data)
+        texts = comparison.samples = texts_of(comparison.data)
+        with _own_message():
+            engine = get_engine()
+            if len(texts) == 1 and not isinstance(comparison.data, (list, tuple)):
+                return Serialized(render(engine.identity, texts[0]), comparison)
+            return Serialized(render(engine.identity, self._medoid(texts), samples=len(texts)), comparison)
 
     @staticmethod
     def _medoid(texts: list[str]) -> str:
@@ -254,32 +319,36 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         return texts[max(range(len(texts)), key=scores.__getitem__)]
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
-        engine = get_engine()
-        stored = parse(str(snapshot_data), self.location or "snapshot")
-        threshold = self.threshold if self.threshold is not None else engine.threshold
-        if stored.model != engine.identity:
-            self.verdict = Verdict(engine.identity, threshold, stored_model=stored.model)
-            return False
-        prefetch_references(engine)
-        sims = engine.similarities([(stored.text, t) for t in self.samples])
-        mean = math.fsum(sims) / len(sims)
+        comparison: Comparison = serialized_data.comparison
+        with _own_message():
+            engine = get_engine()
+            stored = parse(str(snapshot_data), "snapshot")  # checked when read
+            threshold = self.threshold if self.threshold is not None else engine.threshold
+            if stored.model != engine.identity:
+                comparison.verdict = Verdict(engine.identity, threshold, stored_model=stored.model)
+                return False
+            if comparison.run is not None:
+                comparison.run.prefetch(engine)
+            samples = comparison.samples
+            sims = engine.similarities([(stored.text, t) for t in samples])
         lowest = min(range(len(sims)), key=sims.__getitem__)
-        self.verdict = Verdict(engine.identity, threshold, mean, sims[lowest], len(sims),
-                               sum(s >= threshold for s in sims), stored.model, self.samples[lowest])
-        return mean >= threshold
+        comparison.verdict = Verdict(engine.identity, threshold, math.fsum(sims) / len(sims), sims[lowest], len(sims),
+                                     sum(s >= threshold for s in sims), stored.model, samples[lowest])
+        return comparison.verdict.matched
 
     def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
-        verdict = self.verdict
+        verdict = serialized_data.comparison.verdict
         if verdict is not None:
             yield from verdict.lines()
             if verdict.rebaseline:
                 return
-        new = verdict.worst if verdict is not None and verdict.n > 1 else parse(str(serialized_data), "reply").text
-        old = parse(str(snapshot_data), self.location).text if snapshot_data else ""
-        label = "least similar sample" if verdict is not None and verdict.n > 1 else "reply"
+        several = verdict is not None and verdict.n > 1
+        new = verdict.worst if verdict is not None and several else parse(str(serialized_data), "reply").text
+        old = parse(str(snapshot_data), "snapshot").text if snapshot_data else ""
         old, new = scrub(old), scrub(new)  # a CI log must not show a secret the reply echoed
-        diff = list(difflib.unified_diff(_lines(old), _lines(new), "stored", label, lineterm="", n=2))
-        yield from diff or ["(stored and new text are identical)"]
+        diff = difflib.unified_diff(_lines(old), _lines(new), "stored", "least similar sample" if several else "reply",
+                                    lineterm="", n=2)
+        yield from list(diff) or ["(stored and new text are identical)"]
 
     @classmethod
     def write_snapshot_collection(
@@ -289,62 +358,114 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         atomic_write_text(Path(snapshot_collection.location), scrub(str(data)))  # a reply may echo a secret
 
 
+# One class per (extension, threshold) for the whole process: the classes hold
+# nothing else, so runs in one process share them safely.
+_THRESHOLDS: dict[tuple[type[SemanticSnapshotExtension], float], type[SemanticSnapshotExtension]] = {}
+
+
+@dataclass(eq=False, repr=False)
 class LLMSnapshotAssertion(SnapshotAssertion):
-    """``assert reply == llm_snapshot`` or ``assert reply == llm_snapshot(threshold=0.9)``."""
+    """``assert reply == llm_snapshot`` or ``assert reply == llm_snapshot(threshold=0.9)``.
+
+    syrupy's assertion, plus what ``llm_snapshot`` adds: ``threshold=`` becomes
+    a per-assert extension class through syrupy's ``extension_class=`` option
+    (which keeps the assert's index and is undone after it), and every compare's
+    similarity is recorded as a metric.
+    """
 
     recorder: MetricsRecorder | None = None
-    _threshold_override: float | None = None
+    run: SnapshotRun | None = None
 
-    def __call__(self, *, threshold: float | None = None, **kwargs: Any) -> SnapshotAssertion:  # type: ignore[override]
+    def __call__(self, *, threshold: float | None = None, **kwargs: Any) -> SnapshotAssertion:
         if threshold is not None:
-            self._threshold_override = check_threshold(threshold, "llm_snapshot(threshold=...)")
-            self._post_assert_actions.append(lambda: setattr(self, "_threshold_override", None))
+            extension: type[Any] = kwargs.get("extension_class") or self.extension_class
+            if not issubclass(extension, SemanticSnapshotExtension):
+                raise TypeError(f"llm_snapshot(threshold=...) needs a SemanticSnapshotExtension, got {extension!r}")
+            kwargs["extension_class"] = extension.with_threshold(
+                check_threshold(threshold, "llm_snapshot(threshold=...)"))
         return super().__call__(**kwargs)
 
-    def _assert(self, data: Any) -> bool:
-        extension = self.extension
-        assert isinstance(extension, SemanticSnapshotExtension)
+    def __eq__(self, other: object) -> bool:
         index = self.index
-        extension.threshold = self._threshold_override
-        extension.location = extension.get_location(test_location=self.test_location, index=index)
-        extension.verdict = None
-        ok = super()._assert(data)
-        result = self.executions[self.num_executions - 1]
-        if isinstance(result.exception, LLMMetricsError):
-            raise result.exception  # a broken snapshot file: its own message, not syrupy's traceback dump
-        verdict = extension.verdict
+        comparison = Comparison(other, self.run)
+        passed = super().__eq__(comparison)
         if self.recorder is not None:
-            self.recorder.fingerprint["embedding_model"] = get_engine().identity
-        if self.recorder is not None and result.exception is None:
-            name = "similarity[snapshot]" if index == 0 else f"similarity[snapshot.{index}]"
-            if result.created or result.updated:
-                # The reply just became the reference.
-                self.recorder.record(name, 1.0, higher_is_better=True)
-            elif verdict is not None and not verdict.rebaseline:
-                self.recorder.record(name, verdict.similarity, higher_is_better=True)
-        return ok
+            _record_similarity(self.recorder, index, passed, comparison.verdict)
+        return passed
 
 
-# Snapshot folders and test names of the tests selected in this process, so the
-# first comparison can encode every stored reference not yet cached in one batch.
-_SELECTED: set[tuple[Path, str]] = set()
-_PREFETCHED: set[str] = set()
+def _record_similarity(recorder: MetricsRecorder, index: SnapshotIndex, passed: bool, verdict: Verdict | None) -> None:
+    """``similarity[snapshot]`` (``similarity[snapshot.1]``, ...): 1.0 where the reply was just stored."""
+    recorder.fingerprint["embedding_model"] = get_engine().identity
+    name = "similarity[snapshot]" if index == 0 else f"similarity[snapshot.{index}]"
+    if passed and (verdict is None or not verdict.matched):  # written (new, or re-recorded): it is the reference now
+        recorder.record(name, 1.0, higher_is_better=True)
+    elif verdict is not None and not verdict.rebaseline:
+        recorder.record(name, verdict.similarity, higher_is_better=True)
 
 
-def register_selected(items: list[pytest.Item]) -> None:
-    """Remember where the selected ``llm_snapshot`` tests keep their snapshots (cheap: no file access)."""
-    _SELECTED.clear()
-    _PREFETCHED.clear()
-    folders: dict[Path, Path] = {}
-    for item in items:
-        if "llm_snapshot" not in getattr(item, "fixturenames", ()):
-            continue
-        path = item.path
-        folder = folders.get(path)
-        if folder is None:
-            folder = folders[path] = path.parent / SemanticSnapshotExtension.snapshot_dirname / path.stem
-        # syrupy's snapshot name: the classes (as in the node id), then the test name
-        _SELECTED.add((folder, file_stem(".".join(item.nodeid.split("::")[1:-1] + [item.name]))))
+@dataclass
+class SnapshotRun:
+    """This run's ``llm_snapshot`` tests, so the first comparison encodes every stored reference in one batch.
+
+    Kept in ``config.stash``: a run in the same process (pytester's
+    ``runpytest()``) has its own and cannot disturb another's.
+    """
+
+    selected: set[tuple[Path, str]]  # (snapshot folder, syrupy's snapshot name of the test)
+    prefetched: set[str] = field(default_factory=set)  # embedding models that encoded them
+
+    @classmethod
+    def of(cls, items: list[pytest.Item]) -> SnapshotRun:
+        """Where the selected ``llm_snapshot`` tests keep their snapshots (cheap: no file access)."""
+        selected: set[tuple[Path, str]] = set()
+        folders: dict[Path, Path] = {}
+        for item in items:
+            if "llm_snapshot" not in getattr(item, "fixturenames", ()):
+                continue
+            path = item.path
+            folder = folders.get(path)
+            if folder is None:
+                folder = folders[path] = path.parent / SemanticSnapshotExtension.snapshot_dirname / path.stem
+            # syrupy's snapshot name: the classes (as in the node id), then the test name
+            selected.add((folder, file_stem(".".join(item.nodeid.split("::")[1:-1] + [item.name]))))
+        return cls(selected)
+
+    def prefetch(self, engine: EmbeddingEngine) -> None:
+        """Make sure every stored reference of the selected tests is encoded, in one batch, once per model."""
+        if engine.identity in self.prefetched:
+            return
+        self.prefetched.add(engine.identity)
+        suffix = f".{SemanticSnapshotExtension.file_extension}"
+        by_folder: dict[Path, set[str]] = {}
+        for folder, name in self.selected:
+            by_folder.setdefault(folder, set()).add(name)
+        references = []
+        for folder, names in by_folder.items():
+            try:
+                files = [f for f in os.scandir(folder) if f.name.endswith(suffix)]
+            except OSError:
+                continue
+            for entry in files:
+                stem = entry.name[: -len(suffix)]
+                # <test name>.llm.txt, or <test name>.<index>.llm.txt for later asserts in a test
+                if stem not in names and stem.rsplit(".", 1)[0] not in names:
+                    continue
+                try:
+                    stored = parse(read(entry.path), entry.path)
+                except (OSError, ConfigError):
+                    continue  # reported by the test that owns it
+                if stored.model == engine.identity:
+                    references.append(stored.text)
+        engine.ensure_encoded(references)
+
+
+RUN_KEY = pytest.StashKey[SnapshotRun]()
+
+
+def register_selected(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Note this run's ``llm_snapshot`` tests in ``config.stash`` (see `SnapshotRun`)."""
+    config.stash[RUN_KEY] = SnapshotRun.of(items)
 
 
 class KeepSnapshotsOfFailedTests:
@@ -354,10 +475,9 @@ class KeepSnapshotsOfFailedTests:
     ``--snapshot-update`` deletes it: a model server down for one run would wipe
     the references. syrupy keeps the snapshots of skipped tests (it cannot know
     what they would assert), so a failed ``llm_snapshot`` test is reported to it
-    as skipped; pytest still counts it as failed. syrupy has no public hook for
-    this: ``SnapshotSession.ran_item`` is what its own ``pytest_runtest_logreport``
-    calls. Under xdist each worker tells its own syrupy session, whose report
-    the controller merges.
+    as skipped (`_tell_syrupy_skipped`); pytest still counts it as failed. Under
+    xdist each worker tells its own syrupy session, whose report the controller
+    merges.
     """
 
     NAME = "llmmetrics-snapshot-keeper"
@@ -369,66 +489,72 @@ class KeepSnapshotsOfFailedTests:
     @classmethod
     def register(cls, config: pytest.Config, items: list[pytest.Item]) -> None:
         nodeids = {item.nodeid for item in items if "llm_snapshot" in getattr(item, "fixturenames", ())}
-        if nodeids and not config.pluginmanager.has_plugin(cls.NAME):
-            config.pluginmanager.register(cls(config, nodeids), cls.NAME)
+        if not nodeids or config.pluginmanager.has_plugin(cls.NAME):
+            return
+        version = _syrupy_version()
+        if not _syrupy_tested(version):
+            warnings.warn(LLMMetricsWarning(
+                f"syrupy {version} is not a version pytest-llmmetrics was tested with "
+                f"({'.x, '.join(map(str, SYRUPY_MAJORS))}.x): a test that fails before its llm_snapshot assert may "
+                "have its snapshots reported unused, and deleted by --snapshot-update"), stacklevel=1)
+            return
+        config.pluginmanager.register(cls(config, nodeids), cls.NAME)
 
     @pytest.hookimpl(trylast=True)  # after syrupy's own, which records the outcome
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed and report.when != "teardown" and report.nodeid in self.nodeids:
-            ran_item = getattr(getattr(self.config, "_syrupy", None), "ran_item", None)
-            if ran_item is not None:
-                ran_item(report.nodeid, "skipped")
+            _tell_syrupy_skipped(self.config, report.nodeid)
 
 
-def prefetch_references(engine: Any) -> None:
-    """Make sure every stored reference of the selected tests is encoded, in one batch, once per process."""
-    if engine.identity in _PREFETCHED:
-        return
-    _PREFETCHED.add(engine.identity)
-    suffix = f".{SemanticSnapshotExtension.file_extension}"
-    by_folder: dict[Path, set[str]] = {}
-    for folder, name in _SELECTED:
-        by_folder.setdefault(folder, set()).add(name)
-    references = []
-    for folder, names in by_folder.items():
-        try:
-            files = [f for f in os.scandir(folder) if f.name.endswith(suffix)]
-        except OSError:
-            continue
-        for entry in files:
-            stem = entry.name[: -len(suffix)]
-            # <test name>.llm.txt, or <test name>.<index>.llm.txt for later asserts in a test
-            if stem not in names and stem.rsplit(".", 1)[0] not in names:
-                continue
-            try:
-                stored = parse(read(entry.path), entry.path)
-            except (OSError, ConfigError):
-                continue  # reported by the test that owns it
-            if stored.model == engine.identity:
-                references.append(stored.text)
-    engine.ensure_encoded(references)
+# The syrupy majors this module was tested with: the bound on syrupy in
+# pyproject.toml's `semantic` extra (tests/test_snapshot.py checks they agree).
+SYRUPY_MAJORS = (6, 7)
+
+
+@functools.cache
+def _syrupy_version() -> str:
+    try:
+        return importlib.metadata.version("syrupy")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _syrupy_tested(version: str) -> bool:
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) in SYRUPY_MAJORS
+
+
+def _tell_syrupy_skipped(config: pytest.Config, nodeid: str) -> None:
+    """The one private syrupy API this plugin uses, on the tested syrupy majors only (`SYRUPY_MAJORS`).
+
+    syrupy has no public way to keep a test's snapshots out of its unused
+    report. Its own ``pytest_runtest_logreport`` records each outcome with
+    ``SnapshotSession.ran_item(nodeid, outcome)`` on ``config._syrupy``; this
+    records "skipped" in its place. Should either go away, the snapshots of a
+    failed test are reported unused again, as syrupy does by default.
+    """
+    ran_item = getattr(getattr(config, "_syrupy", None), "ran_item", None)
+    if ran_item is not None:
+        ran_item(nodeid, "skipped")
 
 
 def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) -> LLMSnapshotAssertion:
-    from syrupy.location import PyTestLocation
-
+    """The ``llm_snapshot`` of a test: syrupy's ``snapshot`` with this extension, recording into ``recorder``."""
     if not request.config.pluginmanager.hasplugin("syrupy"):
         raise ConfigError(
             f"{request.node.nodeid}: llm_snapshot needs the syrupy pytest plugin, and this run switched it off "
             "(-p no:syrupy on the command line, in addopts or in PYTEST_ADDOPTS). Remove -p no:syrupy to run "
             "snapshot tests, or deselect them (-k 'not ...')"
         )
-    # What syrupy's own ``snapshot`` fixture does; building it directly saves
-    # registering a second, unused assertion per test.
-    session = getattr(request.config, "_syrupy", None)
-    if session is None:
-        session = request.getfixturevalue("snapshot").session
-    assertion = LLMSnapshotAssertion(
-        update_snapshots=request.config.option.update_snapshots,
-        update_new_snapshots_only=request.config.option.update_new_snapshots_only,
+    snapshot = request.getfixturevalue("snapshot")
+    # What ``snapshot.use_extension(SemanticSnapshotExtension)`` makes (syrupy's
+    # with_defaults copies these same public fields), as our subclass.
+    return LLMSnapshotAssertion(
+        session=snapshot.session,
+        test_location=snapshot.test_location,
+        update_snapshots=snapshot.update_snapshots,
+        update_new_snapshots_only=snapshot.update_new_snapshots_only,
         extension_class=SemanticSnapshotExtension,
-        test_location=PyTestLocation(request.node),
-        session=session,
+        recorder=recorder,
+        run=request.config.stash.get(RUN_KEY, None),
     )
-    assertion.recorder = recorder
-    return assertion
