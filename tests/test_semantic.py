@@ -104,6 +104,93 @@ def test_unused_snapshots_are_reported_and_removed(snap):
     assert snapshot_file(snap).exists()
 
 
+TWO_ASSERTS = dedent(
+    """
+    import os
+
+    REPLY = os.environ.get("REPLY", "You can return any item within 30 days of delivery for a full refund.")
+
+    def test_loose_then_default(llm_snapshot):
+        assert REPLY == llm_snapshot(threshold=0.5)
+        assert REPLY == llm_snapshot
+
+    def test_both_loose(llm_metrics, llm_snapshot):
+        assert REPLY == llm_snapshot(threshold=0.5)
+        assert REPLY == llm_snapshot(threshold=0.5)
+        first, second = (llm_metrics.records[name].values for name in ("similarity[snapshot]", "similarity[snapshot.1]"))
+        if "REPLY" in os.environ:
+            assert len(first) == 1 and 0.5 < first[0] < 0.8 and second == first
+        else:
+            assert first == second == [1.0]  # just stored
+    """
+)
+
+
+def test_a_threshold_holds_for_its_own_assert_only(run, bot, monkeypatch):
+    bot.makepyfile(test_two=TWO_ASSERTS)
+    run("--snapshot-update").assert_outcomes(passed=2)
+    folder = bot.path / "__snapshots__" / "test_two"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "test_both_loose.1.llm.txt", "test_both_loose.llm.txt",
+        "test_loose_then_default.1.llm.txt", "test_loose_then_default.llm.txt"]
+    monkeypatch.setenv("REPLY", "Refunds are possible.")  # similarity ~0.6: passes 0.5, fails the default 0.8
+    result = run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        ">       assert REPLY == llm_snapshot",  # the second assert failed, at the default threshold
+        "*similarity 0.* < threshold 0.800 (embedding model *",
+        "*1 snapshot failed. 3 snapshots passed.*",
+    ])
+
+
+def test_the_extension_works_with_syrupys_own_fixture(bot, monkeypatch):
+    bot.makepyfile(test_plain=dedent(
+        """
+        import os
+        import pytest
+        from pytest_llmmetrics.semantic.snapshot import SemanticSnapshotExtension
+
+        @pytest.fixture
+        def snapshot(snapshot):
+            return snapshot.use_extension(SemanticSnapshotExtension)
+
+        def test_plain(snapshot):
+            assert os.environ.get("REPLY", "You can return any item within 30 days.") == snapshot
+        """
+    ))
+    bot.runpytest("--snapshot-update").assert_outcomes(passed=1)
+    assert (bot.path / "__snapshots__" / "test_plain" / "test_plain.llm.txt").read_text().endswith(
+        "---\nYou can return any item within 30 days.\n")
+    bot.runpytest().assert_outcomes(passed=1)
+    monkeypatch.setenv("REPLY", "Our kettles come in red, blue and green.")
+    result = bot.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*similarity * < threshold 0.800 (embedding model *"])
+
+
+def test_in_process_runs_keep_their_snapshot_state_apart(pytester, request):
+    from pytest_llmmetrics.semantic.snapshot import RUN_KEY
+
+    pytester.makepyfile(test_outer=dedent(
+        """
+        from pytest_llmmetrics.semantic.snapshot import RUN_KEY
+
+        def test_a_runs_pytest_inside(pytester):
+            pytester.makepyfile(test_inner="def test_x(llm_snapshot):\\n    assert 'We ship in two days.' == llm_snapshot\\n")
+            pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
+            pytester.runpytest().assert_outcomes(passed=1)
+
+        def test_b_sees_its_own_run(request, llm_snapshot):
+            run = request.config.stash[RUN_KEY]
+            assert sorted(name for _, name in run.selected) == ["test_b_sees_its_own_run"]
+            assert "You can return any item within 30 days." == llm_snapshot
+        """
+    ))
+    pytester.runpytest("-p", "pytester", "--snapshot-update").assert_outcomes(passed=2)
+    pytester.runpytest("-p", "pytester").assert_outcomes(passed=2)
+    assert RUN_KEY not in request.config.stash  # nor did they leak into this run
+
+
 def test_changed_embedding_model_needs_a_rebaseline(run, snap):
     snap.runpytest("--snapshot-update").assert_outcomes(passed=2)
     path = snapshot_file(snap)

@@ -119,3 +119,39 @@ def test_snapshots_an_editor_or_git_changed_say_what_happened():
     with pytest.raises(ConfigError, match="starts with a byte-order mark"):
         parse("\ufeff" + text, "a.llm.txt")
     assert parse(text, "a.llm.txt").text == "Refunds take 30 days."
+
+
+def test_a_threshold_is_a_class_of_its_own_with_the_same_files(request):
+    from syrupy.location import PyTestLocation
+
+    strict = SemanticSnapshotExtension.with_threshold(0.9)
+    assert strict is SemanticSnapshotExtension.with_threshold(0.9)  # one class per value, not one per assert
+    assert strict.threshold == 0.9 and SemanticSnapshotExtension.threshold is None
+    assert SemanticSnapshotExtension.with_threshold(0.95).threshold == 0.95
+    location = PyTestLocation(request.node)
+    for index in (0, 1, "1"):
+        assert strict.get_location(test_location=location, index=index) == (
+            SemanticSnapshotExtension.get_location(test_location=location, index=index))
+
+
+def test_an_asserts_index_and_its_name_have_their_own_files(request):
+    from syrupy.location import PyTestLocation
+
+    location = PyTestLocation(request.node)
+    second = SemanticSnapshotExtension.get_location(test_location=location, index=1)
+    named = SemanticSnapshotExtension.get_location(test_location=location, index="1")
+    assert second.endswith(".1.llm.txt") and named.endswith("[1].llm.txt")  # remembered apart
+
+
+def test_the_syrupy_majors_guarded_are_those_pyproject_allows():
+    """`SYRUPY_MAJORS` (where the one private syrupy call runs) and the `semantic` extra's bound agree."""
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    from pytest_llmmetrics.semantic.snapshot import SYRUPY_MAJORS
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    spec = next(Requirement(r).specifier for r in project["project"]["optional-dependencies"]["semantic"]
+                if Requirement(r).name == "syrupy")
+    allowed = {major for major in range(30) if any(spec.contains(f"{major}.{minor}") for minor in range(100))}
+    assert allowed == set(SYRUPY_MAJORS), f"pyproject allows syrupy {spec}, the code guards {SYRUPY_MAJORS}"
