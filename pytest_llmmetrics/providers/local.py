@@ -87,7 +87,7 @@ class LocalModel:
 
     @property
     def enforces_timeout(self) -> bool:
-        """With a timeout of its own it stops its generation itself (see `client.call_model`)."""
+        """With a timeout of its own it stops its generation itself (see `providers.call.call_model`)."""
         return self.timeout is not None
 
     def __repr__(self) -> str:

@@ -1,8 +1,4 @@
-"""Model specs (``local``, ``openai:<model>``, ``py:<module>:<callable>``) and the models they name.
-
-The ``local`` and ``openai:`` providers live in `local` and `remote`; both are
-imported, and load their heavy dependencies, on a test's first call only.
-"""
+"""Model specs (``local``, ``openai:<model>``, ``py:<module>:<callable>``) parsed and checked; provider options."""
 
 from __future__ import annotations
 
