@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pytest_llmmetrics import state
 from pytest_llmmetrics.checks import detectors
 from pytest_llmmetrics.checks.check import Check, Measurement
 from pytest_llmmetrics.errors import ConfigError, MetricError
@@ -306,11 +307,6 @@ def tokens(*, max: int | None = None, min: int | None = None, which: str = "comp
     )
 
 
-# USD per million tokens, (input, output), by model name. Deliberately no
-# vendor prices built in: they change, and a stale table would mislead.
-_PRICES: dict[str, tuple[float, float]] = {"local": (0.0, 0.0)}
-
-
 def set_price(model: str, *, input_per_mtok: float, output_per_mtok: float) -> None:
     """Set the price of ``model`` in USD per million prompt/completion tokens, for `cost`.
 
@@ -318,17 +314,7 @@ def set_price(model: str, *, input_per_mtok: float, output_per_mtok: float) -> N
     """
     _bound("input_per_mtok", "set_price", input_per_mtok)
     _bound("output_per_mtok", "set_price", output_per_mtok)
-    _PRICES[model] = (float(input_per_mtok), float(output_per_mtok))
-
-
-def saved_prices() -> dict[str, tuple[float, float]]:
-    """A copy of the price table, for `restore_prices` (the plugin restores it when a run ends)."""
-    return dict(_PRICES)
-
-
-def restore_prices(saved: Mapping[str, tuple[float, float]]) -> None:
-    _PRICES.clear()
-    _PRICES.update(saved)
+    state.PRICES[model] = (float(input_per_mtok), float(output_per_mtok))
 
 
 def _price(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
@@ -347,7 +333,7 @@ def cost(*, max: float | None = None, prices: Mapping[str, tuple[float, float]] 
     """USD cost of the reply from its token counts and a price table (see `set_price`)."""
 
     def measure(reply: Response) -> float:
-        p_in, p_out = _price(reply.model, _PRICES if prices is None else prices)
+        p_in, p_out = _price(reply.model, state.PRICES if prices is None else prices)
         prompt = _needs(reply, "prompt_tokens", "cost")
         completion = _needs(reply, "completion_tokens", "cost")
         return float(prompt * p_in + completion * p_out) / 1_000_000

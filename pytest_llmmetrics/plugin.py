@@ -4,29 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmmetrics import hookspecs, markers, metrics, options
-from pytest_llmmetrics.baseline.report import MetricsReport
-from pytest_llmmetrics.checks import registry as checks_registry
-from pytest_llmmetrics.checks.registry import MetricRegistry, builtin_registry
+from pytest_llmmetrics import hookspecs, markers, options, state
 from pytest_llmmetrics.display import printable
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
-from pytest_llmmetrics.llm import LLM
-from pytest_llmmetrics.llm_metrics import MetricsRecorder
-from pytest_llmmetrics.providers.cache import ModelCache
 from pytest_llmmetrics.redact import env_secrets, scrub, scrub_cut
-from pytest_llmmetrics.replay import Recordings, attach
-from pytest_llmmetrics.semantic import engine as embeddings
+from pytest_llmmetrics.semantic import engine as semantic_engine
+
+if TYPE_CHECKING:
+    from pytest_llmmetrics.checks.registry import MetricRegistry
+    from pytest_llmmetrics.llm import LLM
+    from pytest_llmmetrics.llm_metrics import MetricsRecorder
+    from pytest_llmmetrics.providers.cache import ModelCache
+    from pytest_llmmetrics.replay import Recordings
+
+# Start-up discipline: this module imports only what start-up needs (options, the
+# marker, the run's engine settings). The subsystems are imported where they are
+# first used -- the report at configure, models and checks in the fixtures,
+# snapshots when a test asks for one -- so a suite that never uses them pays for
+# none of them (benchmarks/startup.py; tests/test_layout.py lists these imports).
 
 MODELS_KEY = pytest.StashKey["ModelCache"]()
 REGISTRY_KEY = pytest.StashKey["tuple[tuple[object, ...], MetricRegistry]"]()
-ENGINE_KEY = pytest.StashKey["embeddings.EmbeddingEngine"]()
+ENGINE_KEY = pytest.StashKey["semantic_engine.EmbeddingEngine"]()
 RESTORE_KEY = pytest.StashKey["list[Callable[[], object]]"]()
 RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
-RECORDINGS_KEY = pytest.StashKey["Recordings"]()
+RECORDINGS_KEY: pytest.StashKey[Recordings] = pytest.StashKey()
 SECRETS_KEY = pytest.StashKey["dict[str, str]"]()
 
 
@@ -46,11 +52,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     land in module-level tables; restoring them when the run ends lets a
     pytester run inside another pytest run leave that run as it was.
     """
-    saved_metrics, saved_prices = checks_registry.saved_metrics(), metrics.saved_prices()
-    undo: list[Callable[[], object]] = [
-        lambda: checks_registry.restore_metrics(saved_metrics),
-        lambda: metrics.restore_prices(saved_prices),
-    ]
+    undo: list[Callable[[], object]] = [state.save()]
     early_config.stash[RESTORE_KEY] = undo
 
 
@@ -60,20 +62,24 @@ def pytest_configure(config: pytest.Config) -> None:
     restore = config.stash.setdefault(RESTORE_KEY, [])
     # Cheap: the engine loads its model (and torch) on the first text not in the cache;
     # loaded encoders are cached per process, so a second run does not load them again.
-    engine = config.stash[ENGINE_KEY] = embeddings.for_run(
+    engine = config.stash[ENGINE_KEY] = semantic_engine.for_run(
         options.get(config, "llm_embedding_model"),
         options.get(config, "llm_device"),
         options.metrics_dir(config) / "cache",
         threshold=options.similarity_threshold(config),
     )
-    previous = embeddings.activate(engine)
-    restore.append(lambda: embeddings.activate(previous))
+    previous = semantic_engine.activate(engine)
+    restore.append(lambda: semantic_engine.activate(previous))
     record_mode = options.get(config, "llm_record_mode")
     if record_mode != "off":
+        from pytest_llmmetrics.replay import Recordings
+
         recordings = config.stash[RECORDINGS_KEY] = Recordings(
             config, record_mode, writer=not hasattr(config, "workerinput"))
         config.pluginmanager.register(recordings, "llmmetrics-recordings")
     if not hasattr(config, "workerinput"):  # xdist workers send their metrics to the controller
+        from pytest_llmmetrics.baseline.report import MetricsReport
+
         config.pluginmanager.register(
             MetricsReport(
                 config,
@@ -104,6 +110,8 @@ def metric_registry(config: pytest.Config) -> MetricRegistry:
     pytest has no hook for a plugin that leaves, so this key is checked on each
     call (a tuple of a few hook implementations: cheap).
     """
+    from pytest_llmmetrics.checks.registry import builtin_registry
+
     plugins = tuple(impl.plugin for impl in config.hook.pytest_llmmetrics_register_metrics.get_hookimpls())
     cached = config.stash.get(REGISTRY_KEY, None)
     if cached is not None and len(cached[0]) == len(plugins) and all(a is b for a, b in zip(cached[0], plugins)):
@@ -214,6 +222,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed or report.sections:
         redact_report(report)
     if RECORDINGS_KEY in item.config.stash:
+        from pytest_llmmetrics.replay import attach
+
         attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
     if call.when == "call" and recorder is not None and recorder.records:
@@ -232,6 +242,8 @@ def model_cache(config: pytest.Config) -> ModelCache:
     """The run's models, one per spec, loaded on first use."""
     models = config.stash.get(MODELS_KEY, None)
     if models is None:
+        from pytest_llmmetrics.providers.cache import ModelCache
+
         models = config.stash[MODELS_KEY] = ModelCache(config.rootpath, options.provider_options(config))
     return models
 
@@ -268,6 +280,8 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     recorded here, whatever ``llm_model`` returns. Every answer is waited for
     at most ``--llm-timeout`` seconds.
     """
+    from pytest_llmmetrics.llm import LLM
+
     config = request.config
     model = model_cache(config).resolve(llm_model)
     timeout = model_cache(config).options.timeout
@@ -286,6 +300,8 @@ def recorder_for(item: pytest.Item) -> MetricsRecorder:
     """The test's metrics recorder, made on first use (by ``llm_metrics`` or ``llm_snapshot``)."""
     recorder = item.stash.get(RECORDER_KEY, None)
     if recorder is None:
+        from pytest_llmmetrics.llm_metrics import MetricsRecorder
+
         config = item.config
         recorder = item.stash[RECORDER_KEY] = MetricsRecorder(lambda: metric_registry(config))
     return recorder

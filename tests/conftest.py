@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import pkgutil
 import textwrap
 
 import pytest
 
-from pytest_llmmetrics import metrics as metrics_module
-from pytest_llmmetrics.checks import registry as registry_module
+import pytest_llmmetrics
+from pytest_llmmetrics import state
+
+# Every module of the package, imported once here. pytester's in-process runs drop from sys.modules
+# what they imported, and the plugin imports its subsystems on first use: without this, a second
+# in-process run would import a second `Check` class while `pytest_llmmetrics.metrics` still held the
+# first. (A real process imports each module once, so this is about nesting runs only.)
+for _module in pkgutil.walk_packages(pytest_llmmetrics.__path__, "pytest_llmmetrics."):
+    importlib.import_module(_module.name)
 
 # A scripted model: only plumbing, so a fake is fine here (real models: providers tests).
 BOT = '''
@@ -48,10 +57,9 @@ def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _reset_module_state():
     """Metrics made with @metric and prices live at module level: restore them per test."""
-    decorated, prices = registry_module.saved_metrics(), metrics_module.saved_prices()
+    restore = state.save()
     yield
-    registry_module.restore_metrics(decorated)
-    metrics_module.restore_prices(prices)
+    restore()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmmetrics import metrics
+from pytest_llmmetrics import state
 from pytest_llmmetrics.checks import registry as checks_registry
 from pytest_llmmetrics.checks.check import Check
 from pytest_llmmetrics.plugin import ENGINE_KEY, metric_registry
@@ -42,7 +42,7 @@ def test_it(llm, llm_metrics, request):
     assert "inner_only" not in checks_registry.builtin_registry()
     with pytest.raises(Exception, match="unknown metric 'inner_only'"):
         checks_registry.builtin_registry().check("inner_only")
-    assert "inner-model" not in metrics.saved_prices()
+    assert "inner-model" not in state.PRICES and "inner_only" not in state.DECORATED
     assert embeddings.get_engine() is before_engine
 
 

@@ -8,18 +8,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import add as _add
 from operator import mul as _mul
-from statistics import NormalDist
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from statistics import NormalDist
 
 ONE_SIDED_ALPHA = 0.05
 POWER = 0.8
-_NORMAL = NormalDist()
+
+
+@functools.cache
+def _normal() -> NormalDist:
+    """The standard normal, made on first use: ``statistics`` costs start-up time and only the report needs it."""
+    from statistics import NormalDist
+
+    return NormalDist()
+
+
 # Exact calibration enumerates every (k0, k1) pair: cheap up to ~200 samples a side.
 _CALIBRATE_MAX_CELLS = 201 * 201
 _NUISANCE_GRID = tuple(i / 200 for i in range(1, 200))
 
 
 def z_value(one_sided_alpha: float = ONE_SIDED_ALPHA) -> float:
-    return _NORMAL.inv_cdf(1.0 - one_sided_alpha)
+    return _normal().inv_cdf(1.0 - one_sided_alpha)
 
 
 def _ac_parts(k0: int, n0: int, k1: int, n1: int) -> tuple[float, float]:
@@ -115,7 +127,7 @@ def _betainc(a: float, b: float, x: float) -> float:
 def t_cdf(t: float, df: float) -> float:
     """Student's t distribution function, any df > 0 (df = inf is the normal)."""
     if math.isinf(df):
-        return _NORMAL.cdf(t)
+        return _normal().cdf(t)
     tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
     return 1.0 - tail if t > 0 else tail
 
@@ -123,7 +135,7 @@ def t_cdf(t: float, df: float) -> float:
 def t_quantile(p: float, df: float) -> float:
     """Student's t quantile, by bisection on `t_cdf` (exact to 1e-9 for any df > 0)."""
     if math.isinf(df):
-        return _NORMAL.inv_cdf(p)
+        return _normal().inv_cdf(p)
     lo, hi = -1e4, 1e4
     for _ in range(100):
         mid = (lo + hi) / 2
@@ -193,7 +205,7 @@ def change(base: Side, current: Side, higher_is_better: bool | None, tolerance: 
         scale = z_value(one_sided_alpha) / crit  # p = alpha exactly where the calibrated bound meets the tolerance
 
         def p_below(x: float) -> float:
-            return _NORMAL.cdf(x / se * scale)
+            return _normal().cdf(x / se * scale)
     else:
         d, se, df = _welch_parts(base, current)
         crit = t_quantile(1 - one_sided_alpha, df) if se > 0 else 0.0
@@ -248,7 +260,7 @@ def min_detectable_effect(base: Side, current: Side, one_sided_alpha: float = ON
     """
     if base.n <= 1 and current.n <= 1:
         return None
-    beta = _NORMAL.inv_cdf(power)
+    beta = _normal().inv_cdf(power)
     if base.binary and current.binary:
         z = rate_critical_value(base.n, current.n, one_sided_alpha) + beta
         return z * math.sqrt(_pooled_variance(base, current) * (1 / base.n + 1 / current.n))
@@ -268,7 +280,7 @@ def samples_to_detect(base: Side, current: Side, effect: float, one_sided_alpha:
     """About how many samples a side would detect a worsening of ``effect`` with the given power."""
     if effect <= 0:
         return None
-    z = z_value(one_sided_alpha) + _NORMAL.inv_cdf(power)
+    z = z_value(one_sided_alpha) + _normal().inv_cdf(power)
     if base.binary and current.binary:
         variance = 2 * _pooled_variance(base, current)
     else:

@@ -222,7 +222,10 @@ def _git_commit(root: Path) -> str | None:
 def write_history(metrics_dir: Path, tests: Tests, *, model: str, root: Path) -> Path:
     """Keep this run's metrics for trends and for comparing with the last run (never committed)."""
     folder = ignored_folder(metrics_dir / HISTORY, "run history, local")
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    # Microseconds and the pid: two runs in one second, even from one process (pytest.main twice, a
+    # pytester run), keep a file each; the names still sort by time.
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
     path = folder / f"{stamp}-{os.getpid()}.json"
     run = {"format": FORMAT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "commit": _git_commit(root), "model": model, "tests": tests}

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pytest_llmmetrics import metrics
+from pytest_llmmetrics import metrics, state
 from pytest_llmmetrics.checks.check import Check, MeasureResult
 from pytest_llmmetrics.errors import ConfigError
 
@@ -56,23 +56,6 @@ def _origin(fn: Callable[..., Any]) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-# Metrics made with @metric, by name. Module-level on purpose: test modules and
-# conftests define them at import, before any config exists to hold them. The
-# plugin restores it when a run ends (`saved_metrics`), so the metrics of an
-# in-process pytester run do not outlive it.
-_DECORATED: dict[str, MetricFactory] = {}
-
-
-def saved_metrics() -> dict[str, MetricFactory]:
-    """A copy of the ``@metric`` table, for `restore_metrics`."""
-    return dict(_DECORATED)
-
-
-def restore_metrics(saved: dict[str, MetricFactory]) -> None:
-    _DECORATED.clear()
-    _DECORATED.update(saved)
-
-
 def metric(
     fn: Callable[..., MeasureResult] | None = None,
     *,
@@ -109,13 +92,13 @@ def metric(
                 f"@metric {_origin(func)}: the name {metric_name!r} is a built-in metric; "
                 "choose another name with @metric(name=...)"
             )
-        previous = _DECORATED.get(metric_name)
+        previous = state.DECORATED.get(metric_name)
         if previous is not None and _origin(previous.fn) != _origin(func):
             raise ConfigError(
                 f"@metric: the name {metric_name!r} is defined twice, by {_origin(previous.fn)} "
                 f"and {_origin(func)}; metric names must be unique, pass @metric(name=...)"
             )
-        _DECORATED[metric_name] = factory
+        state.DECORATED[metric_name] = factory
         return factory
 
     if fn is not None:
@@ -153,7 +136,7 @@ class MetricRegistry:
 
     def get(self, name: str) -> CheckFactory:
         """The factory for ``name``; an unknown name is a `ConfigError` listing the known ones."""
-        factory = self._factories.get(name) or _DECORATED.get(name)
+        factory = self._factories.get(name) or state.DECORATED.get(name)
         if factory is not None:
             return factory
         known = self.names()
@@ -172,10 +155,10 @@ class MetricRegistry:
         return result
 
     def names(self) -> list[str]:
-        return sorted(set(self._factories) | set(_DECORATED))
+        return sorted(set(self._factories) | set(state.DECORATED))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._factories or name in _DECORATED
+        return name in self._factories or name in state.DECORATED
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -1,0 +1,31 @@
+"""Process-wide tables that user code fills at import time (``@metric``, ``set_price``), put back after each run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# Metrics made with @metric, by name (values: checks.registry.MetricFactory). Module-level on
+# purpose: test modules and conftests define them at import, before any config exists to hold them.
+DECORATED: dict[str, Any] = {}
+# USD per million tokens, (input, output), by model name, for metrics.cost. Deliberately no vendor
+# prices built in: they change, and a stale table would mislead.
+PRICES: dict[str, tuple[float, float]] = {"local": (0.0, 0.0)}
+
+
+def save() -> Callable[[], None]:
+    """Note both tables as they are now; the function returned puts them back.
+
+    The plugin saves them before a run's conftests load and restores them when
+    the run ends, so the metrics and prices of a pytester run inside another
+    pytest run do not outlive it.
+    """
+    decorated, prices = dict(DECORATED), dict(PRICES)
+
+    def restore() -> None:
+        DECORATED.clear()
+        DECORATED.update(decorated)
+        PRICES.clear()
+        PRICES.update(prices)
+
+    return restore
