@@ -112,7 +112,9 @@ def validate_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
             )
         problem = validator(value)
         if problem:
-            raise ConfigError(f"{where}: {name} {problem}")
+            # "temperature must be ..." reads on; a model spec's own message stands after a colon.
+            raise ConfigError(f"{where}: {name} {problem}" if problem.startswith("must") else
+                              f"{where}: {name}: {problem}")
 
 
 def validate_marks(marks: Iterable[pytest.Mark], where: str) -> None:

@@ -166,16 +166,16 @@ recording_entries = st.fixed_dictionaries(
 
 
 def check_recording_file(path: Path, data: bytes) -> None:
-    from pytest_llmmetrics import replay as recording
+    from pytest_llmmetrics import replay
 
     path.write_bytes(data)
     try:
-        entries = recording.load(path)
+        entries = replay.load(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}:"), exc
     else:
         assert isinstance(entries, dict)
-        recording.dump(entries)  # what loads can be written back
+        replay.dump(entries)  # what loads can be written back
     assert path.read_bytes() == data
 
 
@@ -214,17 +214,17 @@ def test_a_baseline_merged_with_both_sides_kept_names_both_lines(tmp_path):
 
 
 def test_a_recording_with_an_impossible_reply_field_names_the_file_and_line(tmp_path):
-    from pytest_llmmetrics import replay as recording
+    from pytest_llmmetrics import replay
 
     path = tmp_path / "test_x.llm.json"
     entry = {"key": "k1", "test": "test_x.py::t", "model": "py:bot:reply", "params": {},
              "messages": [{"role": "user", "content": "hi"}],
              "replies": [{"text": "ok", "latency_s": float("nan"), "prompt_tokens": None,
                           "completion_tokens": None, "finish_reason": None}]}
-    text = json.dumps({"format": recording.FORMAT, "about": "", "recordings": [entry]}, indent=2)
+    text = json.dumps({"format": replay.FORMAT, "about": "", "recordings": [entry]}, indent=2)
     path.write_text(text)
     try:
-        recording.load(path)
+        replay.load(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}:") and "latency_s must be a number of seconds >= 0" in str(exc), exc
     else:  # pragma: no cover

@@ -111,10 +111,10 @@ def validate(data: Any, path: Path, text: str = "") -> Tests:
 
     def bad(where: str, what: str, *needles: str) -> ConfigError:
         line = _line_of(text, needles)
-        return ConfigError(f"{path}:{line}: {where}: {what}. Fix the file or re-record it with "
-                           "--llm-baseline-update; it was left untouched." if line else
-                           f"{path}: {where}: {what}. Fix the file or re-record it with --llm-baseline-update; "
-                           "it was left untouched.")
+        # --llm-baseline-update reads the file too (it keeps entries), so re-recording means deleting it first.
+        fix = ("Fix the file (git diff shows what changed), or delete it and run pytest --llm-baseline-update "
+               "to record it again; it was left untouched.")
+        return ConfigError(f"{path}:{line}: {where}: {what}. {fix}" if line else f"{path}: {where}: {what}. {fix}")
 
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("tests"), dict):
         raise bad("top level", f'expected {{"format": {FORMAT}, "tests": {{...}}}}')

@@ -1,4 +1,4 @@
-"""What a check is, the `@metric` decorator for user checks, and the registry of named metrics."""
+"""What a check is: a metric name, a function of the reply, bounds with a direction, and its outcome."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -149,7 +150,17 @@ class MetricRegistry:
 
     def check(self, name: str, *args: Any, **kwargs: Any) -> Check:
         """Build the named check: ``registry.check("word_count", max=50)``."""
-        result = self.get(name)(*args, **kwargs)
+        factory = self.get(name)
+        try:
+            signature = inspect.signature(factory)
+        except (TypeError, ValueError):  # some callables do not say: let the call tell
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise ConfigError(f"metric {name!r}: {exc}; it takes {name}{signature}") from None
+        result = factory(*args, **kwargs)
         if not isinstance(result, Check):
             raise ConfigError(f"metric {name!r} did not build a Check (got {type(result).__name__})")
         return result

@@ -5,7 +5,7 @@ costs about 3 s on a small CPU, and its per-call overhead dominates when a
 test encodes one reply at a time. This module runs the same computation with
 torch, ``tokenizers`` and ``safetensors`` only, and gives the same embeddings
 (tests compare it with sentence-transformers). Models of any other shape fall
-back to sentence-transformers in `pytest_llmmetrics.embeddings`.
+back to sentence-transformers in `pytest_llmmetrics.semantic.engine`.
 """
 
 from __future__ import annotations

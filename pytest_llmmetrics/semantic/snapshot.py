@@ -13,6 +13,7 @@ import difflib
 import functools
 import hashlib
 import importlib.metadata
+import inspect
 import math
 import os
 import unicodedata
@@ -306,6 +307,9 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         with _own_message():
             engine = get_engine()
             if len(texts) == 1 and not isinstance(comparison.data, (list, tuple)):
+                # Encoded now (from the cache when it is there): a snapshot is never written under the
+                # name of a model that cannot load (a typo in --llm-embedding-model with --snapshot-update).
+                engine.ensure_encoded(texts)
                 return Serialized(render(engine.identity, texts[0]), comparison)
             return Serialized(render(engine.identity, self._medoid(texts), samples=len(texts)), comparison)
 
@@ -377,6 +381,12 @@ class LLMSnapshotAssertion(SnapshotAssertion):
     run: SnapshotRun | None = None
 
     def __call__(self, *, threshold: float | None = None, **kwargs: Any) -> SnapshotAssertion:
+        known = ["threshold", *(p for p in inspect.signature(SnapshotAssertion.__call__).parameters if p != "self")]
+        for name in kwargs:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"llm_snapshot(): unknown argument {name!r}{hint}; it takes {', '.join(known)}")
         if threshold is not None:
             extension: type[Any] = kwargs.get("extension_class") or self.extension_class
             if not issubclass(extension, SemanticSnapshotExtension):
@@ -386,6 +396,10 @@ class LLMSnapshotAssertion(SnapshotAssertion):
         return super().__call__(**kwargs)
 
     def __eq__(self, other: object) -> bool:
+        try:
+            texts_of(other)
+        except TypeError as exc:  # before syrupy, which would wrap it in a traceback dump
+            raise ConfigError(f"{exc}: assert reply == llm_snapshot") from None
         index = self.index
         comparison = Comparison(other, self.run)
         passed = super().__eq__(comparison)
