@@ -95,3 +95,13 @@ def test_registry_has_every_builtin_and_explains_unknown_names():
     registry.add("not_a_check", lambda: 42)
     with pytest.raises(ConfigError, match="did not build a Check"):
         registry.check("not_a_check")
+
+
+def test_wrong_arguments_to_a_named_metric_say_what_it_takes():
+    registry = builtin_registry()
+    with pytest.raises(ConfigError, match=r"metric 'word_count': got an unexpected keyword argument 'maxx'; "
+                                          r"it takes word_count\(\*, min"):
+        registry.check("word_count", maxx=3)
+    with pytest.raises(ConfigError, match="metric 'json_equals': missing a required argument: 'expected'"):
+        registry.check("json_equals")
+    assert registry.check("word_count", max=3).max == 3

@@ -653,3 +653,31 @@ def test_a_directory_where_a_snapshot_belongs_is_a_clear_failure(snap):
     result.stdout.fnmatch_lines([f"*{path}: a directory is where this file belongs; move it away*"])
     assert "Traceback" not in result.stdout.str() and "IsADirectoryError" not in result.stdout.str()
     assert path.is_dir()
+
+
+def test_bad_snapshot_input_is_a_clear_failure_not_a_traceback(bot):
+    bot.makepyfile(test_bad=dedent(
+        """
+        def test_typo(llm_snapshot):
+            assert "The sky is blue." == llm_snapshot(treshold=0.9)
+
+        def test_none(llm_snapshot):
+            assert None == llm_snapshot
+        """))
+    result = bot.runpytest("-p", "no:xdist", "--snapshot-update")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*llm_snapshot(): unknown argument 'treshold' (did you mean 'threshold'?); it takes threshold, *",
+        "*llm_snapshot compares a Response, a str or a non-empty list of them, got NoneType*",
+    ])
+    assert "Traceback" not in result.stdout.str() and not (bot.path / "__snapshots__" / "test_bad").exists()
+
+
+def test_a_model_that_cannot_load_never_rewrites_snapshots(snap):
+    snap.runpytest("-p", "no:xdist", "--snapshot-update").assert_outcomes(passed=2)
+    before = snapshot_file(snap).read_text()
+    result = snap.runpytest("-p", "no:xdist", "--snapshot-update", "--llm-embedding-model", "/no/such/model")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*cannot load the embedding model '/no/such/model'*"])
+    assert snapshot_file(snap).read_text() == before  # not re-headed under the typo
+    snap.runpytest("-p", "no:xdist").assert_outcomes(passed=2)
