@@ -50,7 +50,9 @@ def no_params(messages):
 def _not_an_xdist_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     """When this suite runs under xdist, inner pytest runs must not think they are xdist workers
     (syrupy, for one, then skips its report)."""
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+    # PYTEST_XDIST_WORKER_COUNT stays: the local model shares the cores by it, and an inner run in an
+    # outer xdist worker must not take every core (llama.cpp's spinning threads crawl when oversubscribed).
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
 
 

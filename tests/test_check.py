@@ -105,3 +105,12 @@ def test_wrong_arguments_to_a_named_metric_say_what_it_takes():
     with pytest.raises(ConfigError, match="metric 'json_equals': missing a required argument: 'expected'"):
         registry.check("json_equals")
     assert registry.check("word_count", max=3).max == 3
+
+    @pytest_llmmetrics.metric(max=0)
+    def shouts(reply, allowed=0):
+        return reply.text.count("!") - allowed
+
+    assert registry.check("shouts", allowed=1, max=2).max == 2  # its own arguments, and the bounds
+    with pytest.raises(ConfigError, match=r"metric 'shouts': got an unexpected keyword argument 'alowed'; "
+                                          r"it takes shouts\(allowed=0, \*, min=None, max=None, name=None\)"):
+        registry.check("shouts", alowed=1)

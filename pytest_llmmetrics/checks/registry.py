@@ -151,10 +151,7 @@ class MetricRegistry:
     def check(self, name: str, *args: Any, **kwargs: Any) -> Check:
         """Build the named check: ``registry.check("word_count", max=50)``."""
         factory = self.get(name)
-        try:
-            signature = inspect.signature(factory)
-        except (TypeError, ValueError):  # some callables do not say: let the call tell
-            signature = None
+        signature = _signature(factory)
         if signature is not None:
             try:
                 signature.bind(*args, **kwargs)
@@ -173,6 +170,23 @@ class MetricRegistry:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _signature(factory: CheckFactory) -> inspect.Signature | None:
+    """What ``factory`` takes; for ``@metric`` functions, the function's own arguments after the reply,
+    and ``min``, ``max`` and ``name``. None where a callable does not say (the call then tells)."""
+    try:
+        if not isinstance(factory, MetricFactory):
+            return inspect.signature(factory)
+        params = list(inspect.signature(factory.fn).parameters.values())[1:]  # after the reply
+    except (TypeError, ValueError):
+        return None
+    P = inspect.Parameter
+    taken = {p.name for p in params}
+    positional = [p for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD, P.VAR_POSITIONAL)]
+    keyword = [p for p in params if p.kind is P.KEYWORD_ONLY]
+    keyword += [P(n, P.KEYWORD_ONLY, default=None) for n in ("min", "max", "name") if n not in taken]
+    return inspect.Signature(positional + keyword + [p for p in params if p.kind is P.VAR_KEYWORD])
 
 
 def builtin_registry() -> MetricRegistry:
