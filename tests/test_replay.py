@@ -243,9 +243,14 @@ def test_corrupt_recording_fails_clearly_and_is_left_untouched(bot, counter):
     assert "INTERNALERROR" not in result.stdout.str()
 
 
-def test_malformed_entry_names_its_line(tmp_path):
-    good = dump({"k1": {"key": "k1", "test": "t", "model": "m", "params": {}, "messages": [
+def one_recording() -> str:
+    """A recordings file with one request and its reply, as the plugin writes it."""
+    return dump({"k1": {"key": "k1", "test": "t", "model": "m", "params": {}, "messages": [
         {"role": "user", "content": "hi"}], "replies": [{"text": "yo", "latency_s": 0.5}]}})
+
+
+def test_malformed_entry_names_its_line(tmp_path):
+    good = one_recording()
     path = tmp_path / "r.llm.json"
     path.write_text(good.replace('"latency_s": 0.5', '"latency_s": "fast"'))
     with pytest.raises(Exception, match=r"r.llm.json:6: recording 0 is malformed: reply field latency_s must be a "
@@ -281,8 +286,7 @@ def test_a_merge_that_kept_both_recordings_of_a_request_names_both_lines(run, co
 
 
 def test_a_field_twice_in_one_object_names_both_lines(tmp_path):
-    good = dump({"k1": {"key": "k1", "test": "t", "model": "m", "params": {}, "messages": [
-        {"role": "user", "content": "hi"}], "replies": [{"text": "yo", "latency_s": 0.5}]}})
+    good = one_recording()
     path = tmp_path / "r.llm.json"
     path.write_text(good.replace('      "model": "m",\n', '      "model": "m",\n      "model": "gpt-4o",\n'))
     with pytest.raises(ConfigError, match=r"r\.llm\.json:9: the field 'model' appears twice in one object \(first "
