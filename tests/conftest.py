@@ -18,6 +18,12 @@ from pytest_llmmetrics import state
 # first. (A real process imports each module once, so this is about nesting runs only.)
 for _module in pkgutil.walk_packages(pytest_llmmetrics.__path__, "pytest_llmmetrics."):
     importlib.import_module(_module.name)
+# The same for the libraries with native extensions an inner run may load (NumPy, torch, the Rust
+# tokenizers and safetensors, pydantic-core under openai, rpds under jsonschema): dropped after one
+# in-process run, they refuse to load a second time ("cannot load module more than once per process").
+for _library in ("numpy", "torch", "tokenizers", "safetensors", "openai", "jsonschema", "llama_cpp"):
+    if importlib.util.find_spec(_library) is not None:
+        importlib.import_module(_library)
 
 # A scripted model: only plumbing, so a fake is fine here (real models: providers tests).
 BOT = '''
