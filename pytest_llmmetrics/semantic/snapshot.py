@@ -307,9 +307,6 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         with _own_message():
             engine = get_engine()
             if len(texts) == 1 and not isinstance(comparison.data, (list, tuple)):
-                # Encoded now (from the cache when it is there): a snapshot is never written under the
-                # name of a model that cannot load (a typo in --llm-embedding-model with --snapshot-update).
-                engine.ensure_encoded(texts)
                 return Serialized(render(engine.identity, texts[0]), comparison)
             return Serialized(render(engine.identity, self._medoid(texts), samples=len(texts)), comparison)
 
@@ -381,7 +378,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
     run: SnapshotRun | None = None
 
     def __call__(self, *, threshold: float | None = None, **kwargs: Any) -> SnapshotAssertion:
-        known = ["threshold", *(p for p in inspect.signature(SnapshotAssertion.__call__).parameters if p != "self")]
+        known = _call_arguments()
         for name in kwargs:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
@@ -397,15 +394,25 @@ class LLMSnapshotAssertion(SnapshotAssertion):
 
     def __eq__(self, other: object) -> bool:
         try:
-            texts_of(other)
+            texts = texts_of(other)
         except TypeError as exc:  # before syrupy, which would wrap it in a traceback dump
             raise ConfigError(f"{exc}: assert reply == llm_snapshot") from None
+        if self.update_snapshots:
+            # Only a run that may write loads the model here (a compare loads it anyway): a snapshot is
+            # never written under the name of a model that cannot load (a typo in --llm-embedding-model).
+            get_engine().ensure_encoded(texts)
         index = self.index
         comparison = Comparison(other, self.run)
         passed = super().__eq__(comparison)
         if self.recorder is not None:
             _record_similarity(self.recorder, index, passed, comparison.verdict)
         return passed
+
+
+@functools.cache
+def _call_arguments() -> list[str]:
+    """What ``llm_snapshot(...)`` takes: ``threshold`` and syrupy's own arguments."""
+    return ["threshold", *(p for p in inspect.signature(SnapshotAssertion.__call__).parameters if p != "self")]
 
 
 def _record_similarity(recorder: MetricsRecorder, index: SnapshotIndex, passed: bool, verdict: Verdict | None) -> None:
