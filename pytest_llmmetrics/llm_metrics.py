@@ -14,6 +14,7 @@ from pytest_llmmetrics.checks.registry import MetricRegistry
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.redact import safe_params, scrub
 from pytest_llmmetrics.response import Response, as_response
+from pytest_llmmetrics.tracks import default_track, track_problem
 from pytest_llmmetrics.values import number_problem
 
 
@@ -28,6 +29,7 @@ class MetricRecord:
     passed: int | None = None  # samples that met the check's threshold; None for plain records
     threshold: str | None = None
     binary: bool = True  # every value is a yes/no (1/0): compared as a rate, not as a mean
+    track: str = "utility"
 
     @property
     def n(self) -> int:
@@ -103,10 +105,14 @@ class MetricsRecorder:
         self.fingerprint["params"] = json.dumps(safe_params(params), sort_keys=True)  # no api_key in a baseline
         self.fingerprint["prompt"] = self._prompts.hexdigest()[:16]
 
-    def summary(self) -> dict[str, Any]:
-        """This test's metrics as stored in the baseline (plain JSON types: they travel from xdist workers)."""
+    def summary(self, group: str) -> dict[str, Any]:
+        """This test's metrics as stored in the baseline (plain JSON types: they travel from xdist workers).
+
+        ``group`` is the test's group (``@pytest.mark.llm(group=...)``, default its module), kept with each metric.
+        """
         metrics = {
             name: {
+                "group": group,
                 "higher_is_better": r.higher_is_better,
                 "kind": r.kind,
                 "mean": _stored(r.mean),
@@ -115,6 +121,7 @@ class MetricsRecorder:
                 "scale": "binary" if r.binary else "numeric",
                 "std": _stored(r.std),
                 "threshold": r.threshold,
+                "track": r.track,
             }
             for name, r in sorted(self.records.items())
         }
@@ -128,20 +135,26 @@ class MetricsRecorder:
         """A named metric (built-in, ``@metric`` or from a plugin) built with arguments."""
         return self.registry.check(name, *args, **kwargs)
 
-    def record(self, name: str, value: float | bool, *, higher_is_better: bool | None = None) -> None:
+    def record(self, name: str, value: float | bool, *, higher_is_better: bool | None = None,
+               track: str | None = None) -> None:
         """Record a metric value; recording the same name again adds a sample.
 
         ``higher_is_better`` gives the direction the delta report judges moves
         by; without it a move beyond the tolerance is only *changed*, never a
         regression. Bools are yes/no values, compared as a rate over samples.
+        ``track``: ``utility``, ``alignment`` or ``operations`` (default: by the
+        name, as for the built-in checks; otherwise utility).
         """
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"llm_metrics.record(): the metric name must be a non-empty string, got {name!r}")
         if higher_is_better is not None and not isinstance(higher_is_better, bool):
             raise ConfigError(f"llm_metrics.record({name!r}): higher_is_better must be True, False or None, "
                               f"got {higher_is_better!r}")
-        self._add(name, name.split("[", 1)[0], higher_is_better, [to_value(value, f"llm_metrics.record({name!r})")],
-                  binary=isinstance(value, bool))
+        if track is not None and track_problem(track):
+            raise ConfigError(f"llm_metrics.record({name!r}): track {track_problem(track)}")
+        kind = name.split("[", 1)[0]
+        self._add(name, kind, higher_is_better, [to_value(value, f"llm_metrics.record({name!r})")],
+                  binary=isinstance(value, bool), track=track or default_track(kind))
 
     def expect(self, replies: Response | str | Sequence[Response | str], *checks: Check | str,
                pass_rate: float | None = None) -> None:
@@ -168,11 +181,12 @@ class MetricsRecorder:
         binary = all(o.boolean for o in outcomes)
         # A yes/no check with no bounds means "must be true": true is the good direction.
         direction = True if check.higher_is_better is None and binary else check.higher_is_better
-        self._add(check.name, check.kind, direction, values, passed=k, threshold=outcomes[0].threshold, binary=binary)
+        self._add(check.name, check.kind, direction, values, passed=k, threshold=outcomes[0].threshold, binary=binary,
+                  track=check.track)
         if pass_rate is not None and not binary:
             # The gate's own pass rate is tracked too: the values say how far, the rate how often.
             self._add(f"pass_rate[{check.name}]", "pass_rate", True, [float(o.passed) for o in outcomes],
-                      passed=k, threshold=f">= {pass_rate:.0%}", binary=True)
+                      passed=k, threshold=f">= {pass_rate:.0%}", binary=True, track=check.track)
         first_miss = next((i for i, o in enumerate(outcomes) if not o.passed), None)
         if n == 1 and pass_rate is None:
             if first_miss is None:
@@ -200,10 +214,12 @@ class MetricsRecorder:
         self.misses.append(Miss(check.name, value, threshold, detail, _excerpt(samples[first_miss].text)))
 
     def _add(self, name: str, kind: str, higher_is_better: bool | None, values: list[float], *,
-             passed: int | None = None, threshold: str | None = None, binary: bool = False) -> None:
+             passed: int | None = None, threshold: str | None = None, binary: bool = False,
+             track: str = "utility") -> None:
         record = self.records.get(name)
         if record is None:
-            self.records[name] = MetricRecord(name, kind, higher_is_better, list(values), passed, threshold, binary)
+            self.records[name] = MetricRecord(name, kind, higher_is_better, list(values), passed, threshold, binary,
+                                              track)
             return
         if record.higher_is_better != higher_is_better:
             raise ConfigError(

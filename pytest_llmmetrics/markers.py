@@ -11,12 +11,14 @@ import pytest
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.providers.spec import DEFAULT_SPEC, check_spec
+from pytest_llmmetrics.tracks import group_problem, module_of
 from pytest_llmmetrics.values import number_problem
 
 MARKER_HELP = (
     "llm(model=None, system=None, temperature=0.0, max_tokens=256, seed=None, top_p=None, stop=None, "
-    "presence_penalty=None, frequency_penalty=None, params=None): settings of the llm fixture for this "
-    "test, class or module; closer markers win. params={...} passes provider-specific parameters."
+    "presence_penalty=None, frequency_penalty=None, params=None, group=None): settings of the llm fixture for "
+    "this test, class or module; closer markers win. params={...} passes provider-specific parameters; "
+    "group='billing' names the group the test's metrics are pooled in (default: its module)."
 )
 
 
@@ -95,19 +97,21 @@ VALIDATORS: dict[str, Any] = {
     "frequency_penalty": _number(-2.0, 2.0),
     "params": _params,
 }
+# The marker also takes what is not a model setting.
+MARK_VALIDATORS: dict[str, Any] = {**VALIDATORS, "group": group_problem}
 # Optional sampling parameters that are passed through only when given.
 _PASS_THROUGH = ("top_p", "stop", "presence_penalty", "frequency_penalty")
 
 
-def validate_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
+def validate_kwargs(kwargs: Mapping[str, Any], where: str, validators: Mapping[str, Any] = VALIDATORS) -> None:
     """Raise `ConfigError` naming ``where``, the argument and the bad value."""
     for name, value in kwargs.items():
-        validator = VALIDATORS.get(name)
+        validator = validators.get(name)
         if validator is None:
-            close = difflib.get_close_matches(name, list(VALIDATORS), n=1)
+            close = difflib.get_close_matches(name, list(validators), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{where}: unknown argument {name!r}{hint}. Known: {', '.join(VALIDATORS)}; "
+                f"{where}: unknown argument {name!r}{hint}. Known: {', '.join(validators)}; "
                 "pass provider-specific parameters as params={...}"
             )
         problem = validator(value)
@@ -124,7 +128,16 @@ def validate_marks(marks: Iterable[pytest.Mark], where: str) -> None:
                 f"{where}: @pytest.mark.llm takes keyword arguments only, got positional {mark.args!r}; "
                 "write e.g. @pytest.mark.llm(model='py:mymodule:reply')"
             )
-        validate_kwargs(mark.kwargs, f"{where}: @pytest.mark.llm")
+        validate_kwargs(mark.kwargs, f"{where}: @pytest.mark.llm", MARK_VALIDATORS)
+
+
+def group_of(nodeid: str, marks: Iterable[pytest.Mark]) -> str:
+    """The test's group: the closest ``llm`` marker that names one, else the test's module."""
+    for mark in marks:
+        group = mark.kwargs.get("group")
+        if group is not None:
+            return str(group).strip()
+    return module_of(nodeid)
 
 
 def settings_from_marks(marks: Iterable[pytest.Mark], default_model: str) -> LLMSettings:
@@ -133,6 +146,8 @@ def settings_from_marks(marks: Iterable[pytest.Mark], default_model: str) -> LLM
     params: dict[str, Any] = {}
     for mark in marks:
         for key, value in mark.kwargs.items():
+            if key == "group":
+                continue
             if key == "params":
                 for pk, pv in (value or {}).items():
                     params.setdefault(pk, pv)

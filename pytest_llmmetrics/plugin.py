@@ -227,7 +227,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
     if call.when == "call" and recorder is not None and recorder.records:
-        summary = recorder.summary()
+        summary = recorder.summary(markers.group_of(item.nodeid, item.iter_markers("llm")))
         report.llm_metrics = summary
         # Names come from user code: escaped, so the JUnit XML stays well-formed whatever they contain.
         secrets = _secrets(item.config)

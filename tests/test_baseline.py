@@ -61,8 +61,8 @@ def test_update_report_and_fail_on_regression(run, suite, monkeypatch):
                                  "baseline updated: 4 tests written to .llmmetrics/baseline.json"])
     data = baseline_of(suite)
     assert data["tests"]["test_suite.py::test_len"]["metrics"]["word_count"] == {
-        "higher_is_better": False, "kind": "word_count", "mean": 5.0, "n": 1, "passed": 1, "scale": "numeric",
-        "std": 0.0, "threshold": "<= 50"}
+        "group": "test_suite.py", "higher_is_better": False, "kind": "word_count", "mean": 5.0, "n": 1, "passed": 1,
+        "scale": "numeric", "std": 0.0, "threshold": "<= 50", "track": "utility"}
     assert data["tests"]["test_suite.py::test_rate[0]"]["metrics"]["contains[Paris]"]["passed"] == 67
     assert "test_suite.py::test_plain" not in data["tests"]
 
@@ -84,8 +84,12 @@ def test_update_report_and_fail_on_regression(run, suite, monkeypatch):
         "test_suite.py::test_len *word_count*5*9*+4*regressed*prompt changed",
         "test_suite.py::test_rate[[]0[]]*contains[[]Paris[]]*89% (67/75)*60% (45/75)*-29 pts*regressed*",
         "*4 tests, 5 metrics: 4 regressed, 1 improved, 0 unchanged against the baseline*",
-        "--llm-fail-on-regression: 4 regressed metric(s) fail this run",
+        "pooled over tests (paired by test, tests as clusters; intervals: one-sided 96.5% bounds)",
+        "pooled*metric*baseline*current*delta*interval*tests*verdict",
+        "suite*contains*89%*60%*-29.3 pts*[[]-29.3, -29.3[]]*3*regressed",
+        "--llm-fail-on-regression: 4 regressed metric(s) and 1 regressed pooled comparison(s) fail this run",
     ])
+    assert "track utility" not in out  # the same tests as the suite row: not repeated
     assert out.index("regressed") < out.index("improved")  # regressions first
     result = run()  # without the flag, the same regressions do not fail the run
     assert result.ret == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from pytest_llmmetrics.baseline.aggregate import Aggregate, format_delta, format_interval, format_value
 from pytest_llmmetrics.baseline.compare import ORDER, Row, inconclusive_line, totals
+from pytest_llmmetrics.baseline.stats import POOLED_ALPHA
 from pytest_llmmetrics.display import markdown_cell, printable
 
 HEADER = ("test", "metric", "baseline", "current", "delta", "verdict", "detectable", "why")
@@ -30,9 +32,38 @@ def table(rows: Sequence[Row], *, verbose: bool) -> list[tuple[str, str]]:
     return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), row[5]) for row in cells]
 
 
-def markdown(total: str, rows: Sequence[Row]) -> str:
-    """The delta table for ``$GITHUB_STEP_SUMMARY``: the total line, then the rows that moved."""
-    lines = ["## llm metrics", "", markdown_cell(total), ""]
+POOLED_HEADER = ("pooled", "metric", "baseline", "current", "delta", "interval", "tests", "verdict")
+
+
+def pooled_title() -> str:
+    return (f"pooled over tests (paired by test, tests as clusters; intervals: one-sided {1 - POOLED_ALPHA:.1%} "
+            "bounds)")
+
+
+def pooled_table(aggregates: Sequence[Aggregate]) -> list[tuple[str, str]]:
+    """The pooled block as (line, verdict) pairs, header first: one line per scope and metric kind."""
+    if not aggregates:
+        return []
+    cells = [POOLED_HEADER] + [(printable(a.label), printable(a.metric), format_value(a.baseline, a.binary),
+                                format_value(a.current, a.binary), format_delta(a.delta, a.binary),
+                                format_interval(a), str(a.tests), a.verdict) for a in aggregates]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(POOLED_HEADER))]
+    return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), row[7]) for row in cells]
+
+
+def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = ()) -> str:
+    """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons, the total line, then the rows that
+    moved."""
+    lines = ["## llm metrics", ""]
+    if aggregates:
+        lines += [f"**{pooled_title()}**", "", "| " + " | ".join(POOLED_HEADER) + " |",
+                  "|" + "---|" * len(POOLED_HEADER)]
+        lines += [f"| {markdown_cell(a.label)} | {markdown_cell(a.metric, code=True)} | "
+                  f"{format_value(a.baseline, a.binary)} | {format_value(a.current, a.binary)} | "
+                  f"{format_delta(a.delta, a.binary)} | {format_interval(a)} | {a.tests} | **{a.verdict}** |"
+                  for a in aggregates]
+        lines += [""]
+    lines += [markdown_cell(total), ""]
     inconclusive = inconclusive_line(rows)
     if inconclusive:
         lines += [inconclusive, ""]
@@ -44,8 +75,10 @@ def markdown(total: str, rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def json_report(reference: str | None, rows: Sequence[Row], warnings: Sequence[str]) -> str:
+def json_report(reference: str | None, rows: Sequence[Row], warnings: Sequence[str],
+                aggregates: Sequence[Aggregate] = ()) -> str:
     """``--llm-report-json``: compact (the C encoder, fast), keys sorted."""
     data = {"reference": reference, "totals": totals(rows), "inconclusive": sum(r.inconclusive for r in rows),
-            "warnings": list(warnings), "rows": [r.as_dict() for r in rows]}
+            "warnings": list(warnings), "rows": [r.as_dict() for r in rows],
+            "aggregates": [a.as_dict() for a in aggregates]}
     return json.dumps(data, sort_keys=True) + "\n"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmmetrics.baseline import render, store
+from pytest_llmmetrics.baseline import aggregate, render, store
 from pytest_llmmetrics.baseline.compare import (
     Row,
     Tolerances,
@@ -99,6 +99,7 @@ class MetricsReport:
         self.model = model
         self.tests: Tests = {}
         self.rows: list[Row] = []
+        self.aggregates: list[aggregate.Aggregate] = []
         self.reference = ""
         self.notes: list[str] = []
         self.warnings: list[str] = []
@@ -183,6 +184,7 @@ class MetricsReport:
         vanished = set(reference or ()) - collected if full else set()
         tolerances = self.tolerances()
         self.rows = compare(reference, tests, tolerances, vanished=vanished, finished=finished)
+        self.aggregates = aggregate.pooled(reference, tests, tolerances)
         self.notes += tolerances.unknown_names(
             {name for group in (tests, reference or {}) for test in group.values() for name in test["metrics"]}
             | {m.get("kind", "") for group in (tests, reference or {}) for test in group.values()
@@ -199,8 +201,12 @@ class MetricsReport:
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             self._attempt(Path(summary_file), lambda: self._append_summary(Path(summary_file)))
-        if self.fail_on_regression and totals(self.rows)["regressed"] and session.exitstatus == 0:
+        if self.fail_on_regression and self._regressions() and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _regressions(self) -> int:
+        """Regressed metrics and regressed pooled comparisons: what ``--llm-fail-on-regression`` fails on."""
+        return totals(self.rows)["regressed"] + aggregate.totals(aggregate.distinct(self.aggregates))["regressed"]
 
     def _models(self, tests: Tests) -> str:
         """The model specs this run's tests used (from their fingerprints), else the configured default."""
@@ -215,7 +221,10 @@ class MetricsReport:
         """
         secrets = env_secrets()
         def entry(m: dict[str, Any]) -> dict[str, Any]:  # the text fields; numbers hold no secret
-            return {**m, "kind": scrub(m["kind"], secrets), "threshold": scrub(m.get("threshold"), secrets)}
+            clean = {**m, "kind": scrub(m["kind"], secrets), "threshold": scrub(m.get("threshold"), secrets)}
+            if m.get("group") is not None:
+                clean["group"] = scrub(m["group"], secrets)
+            return clean
 
         self.tests = {
             scrub(nodeid, secrets): {"fingerprint": scrub(test.get("fingerprint") or {}, secrets),
@@ -253,7 +262,7 @@ class MetricsReport:
         return show_path(path, self.config.rootpath)
 
     def _write_json(self, path: Path) -> None:
-        atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings))
+        atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings, self.aggregates))
 
     def _append_summary(self, path: Path) -> None:
         if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
@@ -278,8 +287,17 @@ class MetricsReport:
         inconclusive = inconclusive_line(self.rows)
         if inconclusive:
             tr.write_line(inconclusive)
-        if regressed and self.fail_on_regression:
-            tr.write_line(f"--llm-fail-on-regression: {regressed} regressed metric(s) fail this run", red=True)
+        pooled = aggregate.shown(self.aggregates, verbose=self.config.option.verbose > 0)
+        if pooled:
+            tr.write_line(render.pooled_title())
+            for i, (line, verdict) in enumerate(render.pooled_table(pooled)):
+                tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
+                              green=verdict == "improved", bold=i == 0)
+        pooled_regressed = aggregate.totals(aggregate.distinct(self.aggregates))["regressed"]
+        if (regressed or pooled_regressed) and self.fail_on_regression:
+            what = [f"{n} regressed {noun}" for n, noun in ((regressed, "metric(s)"),
+                                                           (pooled_regressed, "pooled comparison(s)")) if n]
+            tr.write_line(f"--llm-fail-on-regression: {' and '.join(what)} fail this run", red=True)
         for warning in self.warnings:
             tr.write_line(f"warning: {warning}", yellow=True)
         for note in self.notes:
@@ -287,4 +305,4 @@ class MetricsReport:
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        return render.markdown(self.total_line(), self.rows)
+        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False))

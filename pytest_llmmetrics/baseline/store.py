@@ -19,6 +19,7 @@ from pytest_llmmetrics.files import (
     load_json,
     read_text,
 )
+from pytest_llmmetrics.tracks import group_problem, track_problem
 from pytest_llmmetrics.values import LIMIT, is_number
 
 FORMAT = 1
@@ -43,6 +44,8 @@ OPTIONAL_FIELDS: dict[str, Callable[[Any, dict[str, Any]], bool]] = {
     "std": lambda v, e: _number(v) and v >= 0,
     "scale": lambda v, e: v in ("binary", "numeric") and (v == "numeric" or 0 <= e["mean"] <= 1),
     "threshold": lambda v, e: isinstance(v, str),
+    "track": lambda v, e: track_problem(v) is None,  # older baselines have neither: tracks by kind, group by module
+    "group": lambda v, e: group_problem(v) is None,
 }
 
 Tests = dict[str, dict[str, Any]]  # node id -> {"fingerprint": {...}, "metrics": {name: entry}}
@@ -68,7 +71,8 @@ def dumps_baseline(tests: Tests) -> str:
             "tests/test_bot.py::test_refund": {
               "fingerprint": {"model": "local", "params": "...", "prompt": "3f2a..."},
               "metrics": {
-                "word_count": {"higher_is_better": false, "kind": "word_count", "mean": 23.0, "n": 1, ...}
+                "word_count": {"group": "tests/test_bot.py", "higher_is_better": false, "kind": "word_count",
+                               "mean": 23.0, "n": 1, ..., "track": "utility"}
               }
             }
           }

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from pytest_llmmetrics.errors import ConfigError, MetricError
 from pytest_llmmetrics.response import Response, as_response
+from pytest_llmmetrics.tracks import default_track, track_problem
 from pytest_llmmetrics.values import LIMIT, is_number
 
 
@@ -58,7 +59,9 @@ class Check:
     regression. ``boolean`` checks
     have the value 1.0 for true and 0.0 for false and read as such in messages.
     ``kind`` is the family a check belongs to (``contains`` for
-    ``contains[Paris]``), used for per-metric tolerances.
+    ``contains[Paris]``), used for per-metric tolerances. ``track`` is
+    ``utility``, ``alignment`` or ``operations`` (default: by kind, see
+    `pytest_llmmetrics.tracks`); ``check.in_track("alignment")`` sets it.
     """
 
     name: str
@@ -71,6 +74,7 @@ class Check:
     # Called with all replies before they are measured one by one, so that a
     # check can batch work (similarity encodes every sample in one batch).
     prepare: Callable[[list[Response]], None] | None = field(default=None, compare=False, repr=False)
+    track: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -92,12 +96,23 @@ class Check:
             )
         if not self.kind:
             object.__setattr__(self, "kind", self.name.split("[", 1)[0])
+        if not self.track:
+            object.__setattr__(self, "track", default_track(self.kind))
+        elif track_problem(self.track):
+            raise ConfigError(f"metric {self.name!r}: track {track_problem(self.track)}")
         if self.higher_is_better is None and (self.min is None) != (self.max is None):
             object.__setattr__(self, "higher_is_better", self.min is not None)
 
     def named(self, name: str) -> Check:
         """The same check recorded under another metric name."""
         return replace(self, name=name, kind=self.kind)
+
+    def in_track(self, track: str) -> Check:
+        """The same check on another track: ``metrics.word_count(max=80).in_track("alignment")``."""
+        problem = track_problem(track)
+        if problem:
+            raise ConfigError(f"metric {self.name!r}: in_track(): the track {problem}")
+        return replace(self, track=track)
 
     @property
     def threshold(self) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from pytest_llmmetrics import metrics, state
 from pytest_llmmetrics.checks.check import Check, MeasureResult
 from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.tracks import track_problem
 
 
 class MetricFactory:
@@ -28,8 +29,10 @@ class MetricFactory:
         higher_is_better: bool | None,
         min: float | None,
         max: float | None,
+        track: str = "",
     ) -> None:
         self.fn = fn
+        self.track = track
         self.name = name
         self.higher_is_better = higher_is_better
         self.min = min
@@ -47,6 +50,7 @@ class MetricFactory:
             min=self.min if min is ... else min,
             max=self.max if max is ... else max,
             higher_is_better=self.higher_is_better,
+            track=self.track,
         )
 
     def __repr__(self) -> str:
@@ -64,6 +68,7 @@ def metric(
     higher_is_better: bool | None = None,
     min: float | None = None,
     max: float | None = None,
+    track: str | None = None,
 ) -> Any:
     """Turn ``fn(reply, **params) -> number | bool | Measurement`` into a named check.
 
@@ -82,11 +87,15 @@ def metric(
     ``max``: lower; a bool: true is better); with no bounds a numeric metric
     has no direction, and the delta report calls a move *changed*. The name (default: the
     function's name) is registered, so it works wherever a built-in does.
+    ``track`` is ``utility`` (the default), ``alignment`` or ``operations``.
     """
 
     def decorate(func: Callable[..., MeasureResult]) -> MetricFactory:
         metric_name = name or func.__name__
-        factory = MetricFactory(func, name=metric_name, higher_is_better=higher_is_better, min=min, max=max)
+        factory = MetricFactory(func, name=metric_name, higher_is_better=higher_is_better, min=min, max=max,
+                                track=track or "")
+        if track is not None and track_problem(track):
+            raise ConfigError(f"@metric {_origin(func)}: track {track_problem(track)}")
         Check(name=metric_name, measure=lambda reply: 0.0, min=min, max=max)  # validates the bounds now
         if metric_name in metrics.__all__:
             raise ConfigError(

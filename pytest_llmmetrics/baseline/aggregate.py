@@ -1,0 +1,199 @@
+"""Pooled comparisons: each metric kind across the suite, each track and each group, paired by test."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_llmmetrics.baseline import stats
+from pytest_llmmetrics.baseline.compare import Tolerances, noise_floor, scale
+from pytest_llmmetrics.tracks import TRACKS, default_track, module_of
+
+if TYPE_CHECKING:
+    from pytest_llmmetrics.baseline.store import Tests
+
+SCOPES = ("suite", "track", "group")
+# Run-to-run noise that every test shares (a busy machine slows every call) does not average out over tests:
+# these kinds keep their tolerance (built in: 50 % for latency) when pooled. Others are judged by the interval.
+SHARED_NOISE = ("latency_s",)
+_DIRECTION: dict[bool | None, str | None] = {True: "higher", False: "lower", None: None}
+_ORDER = ("regressed", "unstable", "changed", "improved", "unchanged")
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """One metric kind pooled over the tests of one scope (the suite, a track or a group)."""
+
+    scope: str
+    name: str
+    metric: str
+    tests: int
+    baseline: float
+    current: float
+    delta: float
+    low: float  # the interval of ``delta`` (current - baseline), one-sided (1 - POOLED_ALPHA) bounds
+    high: float
+    verdict: str
+    direction: str | None  # "higher", "lower" or None (no direction: a move is only "changed")
+    binary: bool  # pass rates: shown in % and points
+    left_out: int = 0  # tests with the metric on both sides but a different number of samples
+    p_worse: float = 1.0
+    p_better: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return "suite" if self.scope == "suite" else f"{self.scope} {self.name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scope": self.scope, "name": self.name, "metric": self.metric, "tests": self.tests,
+                "baseline": self.baseline, "current": self.current, "delta": self.delta, "low": self.low,
+                "high": self.high, "verdict": self.verdict, "direction": self.direction, "binary": self.binary,
+                "left_out": self.left_out}
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One metric of one test present on both sides: what pooling works from."""
+
+    test: str
+    track: str
+    group: str
+    base: float
+    current: float
+
+
+def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None = None) -> list[Aggregate]:
+    """Every metric kind pooled over the suite, each track and each group.
+
+    A test counts once per scope and kind: the mean of its metrics of that
+    kind (``contains[a]`` and ``contains[b]`` are one ``contains``), on each
+    side, and the test's difference is the change of that mean. Only tests
+    with the metric on both sides with the same number of samples are paired;
+    a changed sample count skews the differences (in simulation, 1 sample
+    against 10 at a 97 % pass rate called a false regression in 48 % of runs).
+    Scopes with fewer than two such tests are not compared.
+    """
+    tolerances = tolerances or Tolerances()
+    units: dict[tuple[str, bool | None], list[_Unit]] = defaultdict(list)
+    binary: dict[tuple[str, bool | None], bool] = defaultdict(lambda: True)
+    left_out: dict[tuple[str, bool | None], set[str]] = defaultdict(set)
+    for test, cur_test in current.items():
+        base_test = (baseline or {}).get(test)
+        if not base_test:
+            continue
+        base_metrics = base_test.get("metrics", {})
+        for name, cur in cur_test["metrics"].items():
+            base = base_metrics.get(name)
+            kind = cur.get("kind", name)
+            if base is None or base.get("kind", name) != kind:
+                continue
+            key = (kind, cur.get("higher_is_better"))
+            if base["n"] != cur["n"]:
+                left_out[key].add(test)
+                continue
+            binary[key] = binary[key] and scale(base) == "binary" and scale(cur) == "binary"
+            units[key].append(_Unit(test, cur.get("track") or default_track(kind), cur.get("group") or module_of(test),
+                                    float(base["mean"]), float(cur["mean"])))
+    aggregates: list[Aggregate] = []
+    for key in sorted(units, key=lambda k: (k[0], str(k[1]))):
+        kind, higher = key
+        scopes: list[tuple[str, str, list[_Unit]]] = [("suite", "suite", units[key])]
+        by_track: dict[str, list[_Unit]] = defaultdict(list)
+        by_group: dict[str, list[_Unit]] = defaultdict(list)
+        for unit in units[key]:
+            by_track[unit.track].append(unit)
+            by_group[unit.group].append(unit)
+        scopes += [("track", track, by_track[track]) for track in TRACKS if track in by_track]
+        scopes += [("group", group, by_group[group]) for group in sorted(by_group)]
+        for scope, name, members in scopes:
+            aggregate = _compare(scope, name, kind, higher, binary[key], members, tolerances)
+            if aggregate is not None:
+                aggregate.left_out = len(left_out[key])
+                aggregates.append(aggregate)
+    control_false_discoveries(aggregates)
+    scope_rank = {scope: i for i, scope in enumerate(SCOPES)}
+    track_rank = {track: i for i, track in enumerate(TRACKS)}
+    aggregates.sort(key=lambda a: (scope_rank[a.scope], track_rank.get(a.name, 0), a.name, a.metric))
+    return aggregates
+
+
+def _compare(scope: str, name: str, kind: str, higher: bool | None, binary: bool, members: Sequence[_Unit],
+             tolerances: Tolerances) -> Aggregate | None:
+    per_test: dict[str, list[_Unit]] = defaultdict(list)
+    for unit in members:
+        per_test[unit.test].append(unit)
+    if len(per_test) < 2:
+        return None
+    base = [math.fsum(u.base for u in us) / len(us) for us in per_test.values()]
+    cur = [math.fsum(u.current for u in us) / len(us) for us in per_test.values()]
+    base_mean, cur_mean = math.fsum(base) / len(base), math.fsum(cur) / len(cur)
+    tolerance = noise_floor(kind, base_mean, cur_mean)
+    if kind in SHARED_NOISE:
+        tolerance = max(tolerance, tolerances.for_metric(kind, kind, base_mean))
+    directed = higher is not None
+    alpha = stats.POOLED_ALPHA if directed else stats.POOLED_ALPHA / 2
+    change = stats.paired([c - b for b, c in zip(base, cur)], higher, tolerance, alpha)
+    sign = -1.0 if higher is False else 1.0
+    low, high = sorted((sign * change.lo, sign * change.hi))
+    return Aggregate(scope, name, kind, len(per_test), base_mean, cur_mean, cur_mean - base_mean, low, high,
+                     stats.verdict(change, tolerance, directed), _DIRECTION[higher], binary,
+                     p_worse=change.p_worse, p_better=change.p_better)
+
+
+def control_false_discoveries(aggregates: list[Aggregate]) -> None:
+    """The false discovery rate of the pooled family held at `stats.POOLED_ALPHA` (Benjamini-Hochberg).
+
+    As for per-metric rows: a regression that does not survive is *unstable*,
+    an improvement or a change that does not survive is *unchanged*.
+    """
+    q = stats.POOLED_ALPHA
+    families: tuple[tuple[str, str, Callable[[Aggregate], float]], ...] = (
+                ("regressed", "unstable", lambda a: a.p_worse if a.direction else 1.0),
+                ("improved", "unchanged", lambda a: a.p_better if a.direction else 1.0),
+                ("changed", "unchanged", lambda a: 1.0 if a.direction else 2 * min(a.p_worse, a.p_better)))
+    for verdict, demoted, p_value in families:
+        if not any(a.verdict == verdict for a in aggregates):
+            continue
+        keep = stats.benjamini_hochberg([p_value(a) for a in aggregates], q)
+        for aggregate, rejected in zip(aggregates, keep):
+            if aggregate.verdict == verdict and not rejected:
+                aggregate.verdict = demoted
+
+
+def totals(aggregates: Sequence[Aggregate]) -> dict[str, int]:
+    counts = {verdict: 0 for verdict in _ORDER}
+    for aggregate in aggregates:
+        counts[aggregate.verdict] += 1
+    return counts
+
+
+def distinct(aggregates: Sequence[Aggregate]) -> list[Aggregate]:
+    """Without the track and group rows that pool the same tests as the suite row of their metric (same numbers)."""
+    suite = {(a.metric, a.direction): a for a in aggregates if a.scope == "suite"}
+    def same(a: Aggregate) -> bool:
+        s = suite.get((a.metric, a.direction))
+        return s is not None and (s.tests, s.baseline, s.current) == (a.tests, a.baseline, a.current)
+    return [a for a in aggregates if a.scope == "suite" or not same(a)]
+
+
+def shown(aggregates: Sequence[Aggregate], *, verbose: bool) -> list[Aggregate]:
+    """What the terminal and the GitHub summary show: the suite and each track, groups only when they moved
+    (all with ``-v``); rows that repeat the suite row (`distinct`) are left out."""
+    return [a for a in distinct(aggregates) if a.scope != "group" or verbose or a.verdict != "unchanged"]
+
+
+def format_value(value: float, binary: bool) -> str:
+    return f"{value:.0%}" if binary else f"{value:.4g}"
+
+
+def format_delta(value: float, binary: bool) -> str:
+    return f"{value * 100:+.1f} pts" if binary else f"{value:+.3g}"
+
+
+def format_interval(a: Aggregate) -> str:
+    if a.binary:
+        return f"[{a.low * 100:+.1f}, {a.high * 100:+.1f}]"
+    return f"[{a.low:+.3g}, {a.high:+.3g}]"
