@@ -48,6 +48,9 @@ OPTIONAL_FIELDS: dict[str, Callable[[Any, dict[str, Any]], bool]] = {
     "group": lambda v, e: group_problem(v) is None,
 }
 
+_HINTS = {"track": "{!r} is not a track (utility, alignment or operations)",
+          "group": "{!r} is not a group name (a non-empty string)"}
+
 Tests = dict[str, dict[str, Any]]  # node id -> {"fingerprint": {...}, "metrics": {name: entry}}
 
 
@@ -135,7 +138,8 @@ def validate(data: Any, path: Path, text: str = "") -> Tests:
                     raise bad(f"{where}.{key}", "missing or of the wrong type", nodeid, name)
             for key, valid in OPTIONAL_FIELDS.items():
                 if entry.get(key) is not None and not valid(entry[key], entry):
-                    raise bad(f"{where}.{key}", f"{entry[key]!r} is not valid here", nodeid, name)
+                    raise bad(f"{where}.{key}", _HINTS.get(key, "{!r} is not valid here").format(entry[key]),
+                              nodeid, name)
     tests: Tests = data["tests"]
     return tests
 
