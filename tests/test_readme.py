@@ -40,7 +40,7 @@ SCENARIOS = scenarios()
 
 def test_readme_has_scenarios():
     assert {"quickstart", "override", "custom", "bad-marker", "snapshot", "snapshot-drift", "baseline",
-            "baseline-regression", "recording"} <= set(SCENARIOS)
+            "baseline-regression", "recording", "pooled"} <= set(SCENARIOS)
     assert all(runs for _, runs in SCENARIOS.values())
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pytest_llmmetrics.baseline.aggregate import Aggregate, format_delta, format_interval, format_value
 from pytest_llmmetrics.baseline.compare import ORDER, Row, inconclusive_line, totals
@@ -21,14 +21,20 @@ def total_line(tests: int, rows: Sequence[Row], reference: str | None) -> str:
     return f"{tests} tests, {len(rows)} metrics: {parts}{against}"
 
 
-def table(rows: Sequence[Row], *, verbose: bool) -> list[tuple[str, str]]:
-    """The terminal table as (line, verdict) pairs, header first; unchanged rows only when ``verbose``."""
+def table(rows: Sequence[Row], *, verbose: bool, trends: Mapping[tuple[str, str], str] | None = None
+          ) -> list[tuple[str, str]]:
+    """The terminal table as (line, verdict) pairs, header first; unchanged rows only when ``verbose``.
+
+    ``trends``: a sparkline per (test, metric) of moved rows (``-v``), shown in a last column.
+    """
     shown = [r for r in rows if verbose or r.verdict != "unchanged"]
     if not shown:
         return []
-    cells = [HEADER] + [(printable(r.test), printable(r.metric), r.baseline, r.current, r.delta, r.verdict,
-                         r.detectable, r.why) for r in shown]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
+    header = HEADER + ("trend",) if trends else HEADER
+    cells = [header] + [(printable(r.test), printable(r.metric), r.baseline, r.current, r.delta, r.verdict,
+                         r.detectable, r.why) + ((trends.get((r.test, r.metric), ""),) if trends else ())
+                        for r in shown]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), row[5]) for row in cells]
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_llmmetrics.baseline import aggregate, render, store
+from pytest_llmmetrics.baseline import aggregate, render, store, trend
 from pytest_llmmetrics.baseline.compare import (
     Row,
     Tolerances,
@@ -100,6 +101,7 @@ class MetricsReport:
         self.tests: Tests = {}
         self.rows: list[Row] = []
         self.aggregates: list[aggregate.Aggregate] = []
+        self.runs: list[trend.Run] = []  # the trends' runs, oldest first, this one last (read when shown)
         self.reference = ""
         self.notes: list[str] = []
         self.warnings: list[str] = []
@@ -191,6 +193,8 @@ class MetricsReport:
                for m in test["metrics"].values()},
             {key for test in tests.values() for name, m in test["metrics"].items() if m.get("scale") == "binary"
              for key in (name, m.get("kind", ""))})
+        if self._wants_trends():
+            self.runs = self._load_runs(tests)  # before this run joins the history
         self._attempt(self.metrics_dir / store.HISTORY,
                       lambda: store.write_history(self.metrics_dir, tests, model=self._models(tests),
                                                   root=self.config.rootpath))
@@ -203,6 +207,27 @@ class MetricsReport:
             self._attempt(Path(summary_file), lambda: self._append_summary(Path(summary_file)))
         if self.fail_on_regression and self._regressions() and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _wants_trends(self) -> bool:
+        """Trends cost a read of the history and of git: only for ``-v`` (sparklines) and reports that show them."""
+        return self.config.option.verbose > 0 and any(r.verdict not in ("unchanged", "new") for r in self.rows)
+
+    def _load_runs(self, tests: Tests) -> list[trend.Run]:
+        """The run history and the committed baselines, oldest first, then this run; warnings become lines."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runs = trend.load_runs(self.metrics_dir, self.config.rootpath)
+        self.warnings += [str(w.message) for w in caught]
+        return [*runs, trend.Run.current(tests, store.git_commit(self.config.rootpath))]
+
+    def trends(self) -> dict[tuple[str, str], str]:
+        """Sparklines of the moved rows' metrics over the last runs (empty unless trends were read)."""
+        if not self.runs:
+            return {}
+        moved = {(r.test, r.metric) for r in self.rows if r.verdict not in ("unchanged", "new")}
+        found = trend.all_series(self.runs)
+        return {key: trend.sparkline([p.mean for p in found[key]]) for key in moved
+                if key in found and len(found[key]) > 1}
 
     def _regressions(self) -> int:
         """Regressed metrics and regressed pooled comparisons: what ``--llm-fail-on-regression`` fails on."""
@@ -279,7 +304,8 @@ class MetricsReport:
             return
         tr = terminalreporter
         tr.write_sep("=", "llm metrics")
-        for i, (line, verdict) in enumerate(render.table(self.rows, verbose=self.config.option.verbose > 0)):
+        for i, (line, verdict) in enumerate(render.table(self.rows, verbose=self.config.option.verbose > 0,
+                                                         trends=self.trends())):
             tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                           green=verdict == "improved", bold=i == 0)
         regressed = sum(r.verdict == "regressed" for r in self.rows)

@@ -220,7 +220,7 @@ def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanishe
     return result
 
 
-def _git_commit(root: Path) -> str | None:
+def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
@@ -237,7 +237,7 @@ def write_history(metrics_dir: Path, tests: Tests, *, model: str, root: Path) ->
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
     path = folder / f"{stamp}-{os.getpid()}.json"
     run = {"format": FORMAT, "time": time.strftime(TIME_FORMAT, time.gmtime(now)),
-           "commit": _git_commit(root), "model": model, "tests": tests}
+           "commit": git_commit(root), "model": model, "tests": tests}
     atomic_write_text(path, json.dumps(run, sort_keys=True) + "\n")  # a local cache: compact
     runs = sorted(folder.glob("*.json"))
     for old in runs[:-KEEP_RUNS]:
