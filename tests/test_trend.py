@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import warnings
 
 import pytest
@@ -322,3 +323,54 @@ def test_the_current_run_is_appended_as_a_run():
 ])
 def test_sparkline(values, width, expected):
     assert sparkline(values, width) == expected
+
+
+SUITE = """
+import os
+from pytest_llmmetrics import metrics
+
+def test_words(llm_metrics):
+    llm_metrics.expect(" ".join(["w"] * int(os.environ["WORDS"])), metrics.word_count(max=99))
+
+def test_steady(llm_metrics):
+    llm_metrics.expect("w w w", metrics.word_count(max=99))
+"""
+
+
+@pytest.mark.parametrize("mode", ["serial", "xdist"])
+def test_with_v_moved_rows_get_a_sparkline_of_the_last_runs(pytester, monkeypatch, mode):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(pytester.path.parent))
+    pytester.makepyfile(test_trend_suite=SUITE)
+    args = ["-n", "2"] if mode == "xdist" else ["-p", "no:xdist"]
+    for words in (10, 12, 14):
+        monkeypatch.setenv("WORDS", str(words))
+        pytester.runpytest(*args).assert_outcomes(passed=2)
+    monkeypatch.setenv("WORDS", "10")
+    pytester.runpytest(*args, "--llm-baseline-update").assert_outcomes(passed=2)
+    monkeypatch.setenv("WORDS", "30")
+    result = pytester.runpytest(*args, "-v")
+    result.stdout.fnmatch_lines([
+        "test *metric*baseline*current*delta*verdict*detectable*why*trend",
+        "test_trend_suite.py::test_words *word_count*10*30*+20*regressed*▁▂▂▁█",
+        "test_trend_suite.py::test_steady*word_count*3*3*+0*unchanged",
+    ])
+    assert "trend" not in pytester.runpytest(*args).stdout.str().split("llm metrics")[1].split("\n")[1]  # not without -v
+
+
+def test_a_fresh_checkout_shows_the_trend_of_the_committed_baselines(repo, monkeypatch):
+    """No history on a CI machine: the baseline's git history is the trend."""
+    (repo / "test_trend_suite.py").write_text(SUITE)
+    (repo / "conftest.py").write_text("")
+    for i, words in enumerate((8, 9, 11)):
+        monkeypatch.setenv("WORDS", str(words))
+        done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:xdist",
+                               "--llm-baseline-update"], cwd=repo, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout
+        git(repo, "add", ".llmmetrics/baseline.json")
+        git(repo, "commit", "-q", "-m", f"accept {words}", date=f"2026-11-{10 + i}T12:00:00Z")
+    shutil.rmtree(repo / ".llmmetrics" / "history")
+    monkeypatch.setenv("WORDS", "20")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "-p", "no:xdist"],
+                          cwd=repo, capture_output=True, text=True)
+    line = next(ln for ln in done.stdout.splitlines() if "test_words" in ln and "regressed" in ln)
+    assert line.endswith("▁▂▃█"), line  # 8, 9, 11 accepted in git, then this run's 20
