@@ -120,3 +120,25 @@ def test_the_plugin_defers_only_what_it_lists():
     deferred = {m.rpartition(".")[0] for m in inner if m.startswith(NAME)} | {m for m in inner if m in DEFERRED_BY_THE_PLUGIN}
     assert DEFERRED_BY_THE_PLUGIN <= deferred
     assert not DEFERRED_BY_THE_PLUGIN & top
+
+
+def test_the_wheel_holds_every_module(tmp_path):
+    """What users install: a built wheel carries every module and subpackage, and py.typed."""
+    pytest.importorskip("setuptools")
+    import subprocess
+    import sys
+    import zipfile
+
+    import shutil
+
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(PACKAGE, source / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PACKAGE.parent / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
+                    "-w", str(tmp_path)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("pytest_llmmetrics/")}
+    expected = {path.relative_to(PACKAGE.parent).as_posix() for path in PACKAGE.rglob("*")
+                if path.suffix in (".py", ".typed") and "__pycache__" not in path.parts}
+    assert expected <= shipped, sorted(expected - shipped)
