@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -125,12 +129,6 @@ def test_the_plugin_defers_only_what_it_lists():
 def test_the_wheel_holds_every_module(tmp_path):
     """What users install: a built wheel carries every module and subpackage, and py.typed."""
     pytest.importorskip("setuptools")
-    import subprocess
-    import sys
-    import zipfile
-
-    import shutil
-
     source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
     shutil.copytree(PACKAGE, source / PACKAGE.name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
