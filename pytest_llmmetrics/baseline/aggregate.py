@@ -54,15 +54,8 @@ class Aggregate:
                 "left_out": self.left_out}
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """One metric of one test present on both sides: what pooling works from."""
-
-    test: str
-    track: str
-    group: str
-    base: float
-    current: float
+# A scope's tests: test -> [sum of baseline means, sum of current means, metrics] (a test's metrics of one kind).
+_Sums = dict[str, list[float]]
 
 
 def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None = None) -> list[Aggregate]:
@@ -77,14 +70,17 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
     Scopes with fewer than two such tests are not compared.
     """
     tolerances = tolerances or Tolerances()
-    units: dict[tuple[str, bool | None], list[_Unit]] = defaultdict(list)
-    binary: dict[tuple[str, bool | None], bool] = defaultdict(lambda: True)
+    base_tests = baseline or {}
+    # (kind, direction) -> (scope, name) -> test -> sums: one pass over the metrics.
+    scopes: dict[tuple[str, bool | None], dict[tuple[str, str], _Sums]] = {}
+    binary: dict[tuple[str, bool | None], bool] = {}
     left_out: dict[tuple[str, bool | None], set[str]] = defaultdict(set)
     for test, cur_test in current.items():
-        base_test = (baseline or {}).get(test)
+        base_test = base_tests.get(test)
         if not base_test:
             continue
         base_metrics = base_test.get("metrics", {})
+        module = ""
         for name, cur in cur_test["metrics"].items():
             base = base_metrics.get(name)
             kind = cur.get("kind", name)
@@ -94,41 +90,41 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
             if base["n"] != cur["n"]:
                 left_out[key].add(test)
                 continue
-            binary[key] = binary[key] and scale(base) == "binary" and scale(cur) == "binary"
-            units[key].append(_Unit(test, cur.get("track") or default_track(kind), cur.get("group") or module_of(test),
-                                    float(base["mean"]), float(cur["mean"])))
+            binary[key] = binary.get(key, True) and scale(base) == "binary" and scale(cur) == "binary"
+            group = cur.get("group")
+            if not group:
+                group = module = module or module_of(test)
+            b, c = float(base["mean"]), float(cur["mean"])
+            found = scopes.setdefault(key, {})
+            for where in (("suite", "suite"), ("track", cur.get("track") or default_track(kind)), ("group", group)):
+                sums = found.setdefault(where, {}).get(test)
+                if sums is None:
+                    found[where][test] = [b, c, 1.0]
+                else:
+                    sums[0] += b
+                    sums[1] += c
+                    sums[2] += 1.0
+    track_rank = {track: i for i, track in enumerate(TRACKS)}
+    scope_rank = {scope: i for i, scope in enumerate(SCOPES)}
     aggregates: list[Aggregate] = []
-    for key in sorted(units, key=lambda k: (k[0], str(k[1]))):
-        kind, higher = key
-        scopes: list[tuple[str, str, list[_Unit]]] = [("suite", "suite", units[key])]
-        by_track: dict[str, list[_Unit]] = defaultdict(list)
-        by_group: dict[str, list[_Unit]] = defaultdict(list)
-        for unit in units[key]:
-            by_track[unit.track].append(unit)
-            by_group[unit.group].append(unit)
-        scopes += [("track", track, by_track[track]) for track in TRACKS if track in by_track]
-        scopes += [("group", group, by_group[group]) for group in sorted(by_group)]
-        for scope, name, members in scopes:
-            aggregate = _compare(scope, name, kind, higher, binary[key], members, tolerances)
+    for key, found in scopes.items():
+        for (scope, name), by_test in found.items():
+            aggregate = _compare(scope, name, key[0], key[1], binary[key], by_test, tolerances)
             if aggregate is not None:
                 aggregate.left_out = len(left_out[key])
                 aggregates.append(aggregate)
     control_false_discoveries(aggregates)
-    scope_rank = {scope: i for i, scope in enumerate(SCOPES)}
-    track_rank = {track: i for i, track in enumerate(TRACKS)}
-    aggregates.sort(key=lambda a: (scope_rank[a.scope], track_rank.get(a.name, 0), a.name, a.metric))
+    aggregates.sort(key=lambda a: (scope_rank[a.scope], track_rank.get(a.name, 0), a.name, a.metric,
+                                   str(a.direction)))
     return aggregates
 
 
-def _compare(scope: str, name: str, kind: str, higher: bool | None, binary: bool, members: Sequence[_Unit],
+def _compare(scope: str, name: str, kind: str, higher: bool | None, binary: bool, sums: _Sums,
              tolerances: Tolerances) -> Aggregate | None:
-    per_test: dict[str, list[_Unit]] = defaultdict(list)
-    for unit in members:
-        per_test[unit.test].append(unit)
-    if len(per_test) < 2:
+    if len(sums) < 2:
         return None
-    base = [math.fsum(u.base for u in us) / len(us) for us in per_test.values()]
-    cur = [math.fsum(u.current for u in us) / len(us) for us in per_test.values()]
+    base = [b / k for b, _, k in sums.values()]
+    cur = [c / k for _, c, k in sums.values()]
     base_mean, cur_mean = math.fsum(base) / len(base), math.fsum(cur) / len(cur)
     tolerance = noise_floor(kind, base_mean, cur_mean)
     if kind in SHARED_NOISE:
@@ -138,7 +134,7 @@ def _compare(scope: str, name: str, kind: str, higher: bool | None, binary: bool
     change = stats.paired([c - b for b, c in zip(base, cur)], higher, tolerance, alpha)
     sign = -1.0 if higher is False else 1.0
     low, high = sorted((sign * change.lo, sign * change.hi))
-    return Aggregate(scope, name, kind, len(per_test), base_mean, cur_mean, cur_mean - base_mean, low, high,
+    return Aggregate(scope, name, kind, len(sums), base_mean, cur_mean, cur_mean - base_mean, low, high,
                      stats.verdict(change, tolerance, directed), _DIRECTION[higher], binary,
                      p_worse=change.p_worse, p_better=change.p_better)
 
