@@ -180,13 +180,20 @@ def _format_value(entry: dict[str, Any], binary: bool) -> str:
     return _fmt(entry["mean"]) + (f" (n={entry['n']})" if entry["n"] > 1 else "")
 
 
+_FINGERPRINT_LABELS = {"model": "model changed", "prompt": "prompt changed", "params": "sampling parameters changed",
+                       "embedding_model": "embedding model changed"}
+
+
+def fingerprint_changes(base_fp: dict[str, Any] | None, cur_fp: dict[str, Any] | None) -> tuple[str, ...]:
+    """What changed between two runs of a test, from its fingerprints ("model changed", ...); () if either is empty."""
+    if not base_fp or not cur_fp or base_fp == cur_fp:
+        return ()
+    return tuple(label for key, label in _FINGERPRINT_LABELS.items() if base_fp.get(key) != cur_fp.get(key))
+
+
 def why_moved(base_fp: dict[str, Any] | None, cur_fp: dict[str, Any] | None) -> str:
     """What changed between the runs, from the tests' fingerprints."""
-    if not base_fp or not cur_fp:
-        return ""
-    labels = {"model": "model changed", "prompt": "prompt changed", "params": "sampling parameters changed",
-              "embedding_model": "embedding model changed"}
-    return ", ".join(label for key, label in labels.items() if base_fp.get(key) != cur_fp.get(key))
+    return ", ".join(fingerprint_changes(base_fp, cur_fp))
 
 
 def noise_floor(kind: str, base: float, current: float) -> float:

@@ -26,6 +26,7 @@ FORMAT = 1
 BASELINE = "baseline.json"
 HISTORY = "history"
 KEEP_RUNS = 50
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # a run's time in its history file: UTC, sorts as text
 def _number(value: Any) -> bool:
     """A finite number within the range metric values are held to (`values.LIMIT`)."""
     return is_number(value) and abs(value) <= LIMIT
@@ -231,7 +232,7 @@ def write_history(metrics_dir: Path, tests: Tests, *, model: str, root: Path) ->
     now = time.time()
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}"
     path = folder / f"{stamp}-{os.getpid()}.json"
-    run = {"format": FORMAT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    run = {"format": FORMAT, "time": time.strftime(TIME_FORMAT, time.gmtime(now)),
            "commit": _git_commit(root), "model": model, "tests": tests}
     atomic_write_text(path, json.dumps(run, sort_keys=True) + "\n")  # a local cache: compact
     runs = sorted(folder.glob("*.json"))
