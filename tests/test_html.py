@@ -155,7 +155,7 @@ def test_the_page_has_the_overview_moved_metrics_and_a_drill_down_per_test():
     assert "test_a.py::test_one · score" in charts_by_title
     assert "1 point where the fingerprint changed" in charts_by_title["test_a.py::test_one · score"]["desc"]
     # The drill-down: fingerprint, thresholds, a sparkline per metric with a history.
-    assert page.all("details", id="t0") and "prompt p2" in page.words.replace("\n", "")
+    assert page.all("table", id="t0") and "prompt p2" in page.words and "group g · model local" in page.words
     assert ">= 0.5" in page.words
     sparks = [svg for svg in page.svgs if svg["class"] == "spark"]
     assert len(sparks) == 5 and any(s["title"] == "score: 4 points, 0.53 to 0.82, last 0.53" for s in sparks)

@@ -22,7 +22,7 @@ from pytest_llmmetrics.baseline.store import Tests
 from pytest_llmmetrics.baseline.trend import ACCEPTED, BASELINE, Point, Run, all_series
 from pytest_llmmetrics.tracks import TRACKS, default_track
 
-MAX_CHARTS = 50  # moved metrics drawn in full; the others keep the sparkline in their test's drill-down
+MAX_CHARTS = 40  # moved metrics drawn in full; the others keep the sparkline in their test's drill-down
 _DIRECTION = {True: "higher", False: "lower", None: ""}
 _T90: dict[int, float] = {}
 
@@ -50,6 +50,7 @@ svg.chart{width:100%;height:auto;display:block}
 .note{stroke:#9a6700;stroke-dasharray:3 3}
 svg.spark{width:100px;height:20px;vertical-align:middle}
 .spark path{fill:none;stroke:#2b5cad;stroke-width:1.2;vector-effect:non-scaling-stroke}
+section{content-visibility:auto;contain-intrinsic-size:auto 900px}
 details{border-bottom:1px solid #eee;padding:.2em 0}summary{cursor:pointer}
 .fp{margin:.3em 0 .3em 1.2em;color:#333}
 """
@@ -368,14 +369,17 @@ def _tests(tests: Tests, series: dict[tuple[str, str], list[Point]], verdicts: d
         moved = sorted((v for v in counts if v and v != "unchanged"), key=lambda v: -counts[v])
         tags = " ".join(moved + (["moved"] if moved else []))
         moved_text = "".join(f' · <span class="{v}">{counts[v]} {v}</span>' for v in moved)
-        out.append(f'<details id="{anchors[test]}" data-verdicts="{tags}"><summary><code>{text(test)}</code> · '
+        out.append(f'<details data-verdicts="{tags}"><summary><code>{text(test)}</code> · '
                    f"{len(metrics)} {'metric' if len(metrics) == 1 else 'metrics'}{moved_text}</summary>")
-        fingerprint = record.get("fingerprint") or {}
-        if fingerprint:
-            out.append('<p class="fp">' + " · ".join(f"{text(str(k))} <code>{text(str(v))}</code>"
-                                                       for k, v in sorted(fingerprint.items())) + "</p>")
-        out.append('<table class="m"><thead><tr><th>metric<th>kind<th>mean<th>n<th>passed<th>std<th>scale<th>threshold'
-                   "<th>track<th>group<th>better<th>trend<th>verdict</thead><tbody>")
+        # The group is the test's (one for all its metrics): said once, with the fingerprint.
+        groups = sorted({str(m["group"]) for m in metrics.values() if m.get("group")})
+        about = [("group", ", ".join(groups))] if groups else []
+        about += sorted((str(k), str(v)) for k, v in (record.get("fingerprint") or {}).items())
+        if about:
+            out.append('<p class="fp">' + " · ".join(f"{text(k)} <code>{text(v)}</code>" for k, v in about) + "</p>")
+        # The anchor is inside: following a link to it opens the details (the browser expands a closed one).
+        out.append(f'<table class="m" id="{anchors[test]}"><thead><tr><th>metric<th>kind<th>mean<th>n<th>passed'
+                   "<th>std<th>scale<th>threshold<th>track<th>better<th>trend<th>verdict</thead><tbody>")
         for name, m in sorted(metrics.items()):
             points = series.get((test, name), [])
             binary = scale(m) == "binary"
@@ -386,7 +390,7 @@ def _tests(tests: Tests, series: dict[tuple[str, str], list[Point]], verdicts: d
                        f'<td>{m["mean"]:.4g}<td>{m["n"]}<td>{_opt(m.get("passed"))}'
                        f'<td>{_opt(m.get("std"))}<td>{text(str(m.get("scale") or ""))}'
                        f"<td>{text(str(m.get('threshold') or ''))}<td>{text(str(m.get('track') or ''))}"
-                       f"<td>{text(str(m.get('group') or ''))}<td>{_DIRECTION[m.get('higher_is_better')]}"
+                       f"<td>{_DIRECTION[m.get('higher_is_better')]}"
                        f"<td>{spark}" + (f'<td class="{verdict}">{verdict}' if verdict != "unchanged" else "<td>"))
         out.append("</tbody></table></details>")
     out.append("</div></section>")
