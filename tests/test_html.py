@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -218,6 +219,21 @@ def test_trend_charts_draw_bands_notes_baselines_and_this_run():
         for name in ("cx", "cy", "x", "y"):
             if name in attrs:
                 assert len(attrs[name].partition(".")[2]) <= 1, (tag, attrs)
+
+
+@pytest.mark.parametrize(("values", "binary", "band", "ticks"), [
+    ([0.7552, 0.8248], False, 0.0, ["0.74", "0.76", "0.78", "0.80", "0.82", "0.84"]),
+    ([13.0, 13.0], False, 0.0, ["11", "12", "13", "14", "15"]),
+    ([0.0, 0.0], False, 0.0, ["-1.0", "-0.5", "0.0", "0.5", "1.0"]),
+    ([1.0, 1.0], True, 0.0, ["90%", "95%", "100%"]),
+    ([0.6, 0.95], True, 0.1, ["40%", "60%", "80%", "100%"]),  # the band would reach 105 %: the axis stops at 100
+])
+def test_chart_axes_have_round_ticks(values, binary, band, ticks):
+    points = [Point(f"2026-11-1{i}T00:00:00Z", RUN, None, v, 10, (v - band) if band else None,
+                    (v + band) if band else None, (), binary) for i, v in enumerate(values)]
+    svg = charts.trend_chart(points, "t")
+    labels = [label for label in re.findall(r'text-anchor="end">([^<]+)</text>', svg) if "2026" not in label]
+    assert labels == ticks
 
 
 def test_pooled_series_mean_over_tests_with_an_interval_and_notes():

@@ -7,14 +7,15 @@ and sparklines are relative paths, so 2,500 of them stay small (see the size fig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
 from pytest_llmmetrics.baseline.trend import ACCEPTED, BASELINE, Point
 from pytest_llmmetrics.display import printable
 
-WIDTH, HEIGHT = 640, 190
-LEFT, RIGHT, TOP, BOTTOM = 58, 12, 14, 34  # the plot area's margins: y labels left, dates below
+WIDTH, HEIGHT = 480, 170
+LEFT, RIGHT, TOP, BOTTOM = 46, 10, 10, 26  # the plot area's margins: y labels left, dates below
 SPARK_STEP, SPARK_UNITS = 2, 40  # a sparkline's units per point, and its height in units (shown 20 px high)
 
 
@@ -71,17 +72,28 @@ def sparkline(values: Sequence[float], label: str) -> str:
             f'<title>{text(label)}</title><path d="{"".join(path)}"/></svg>')
 
 
-def _bounds(points: Sequence[Point]) -> tuple[float, float]:
+def _axis(points: Sequence[Point]) -> tuple[float, float, list[float], int]:
+    """The y axis: its ends, round ticks (1, 2 or 5 times a power of ten, three to six of them) and the decimals
+    its labels need. A pass rate's axis stays within 0 % and 100 %."""
     values = [p.mean for p in points] + [v for p in points for v in (p.low, p.high) if v is not None]
     lo, hi = min(values), max(values)
     binary = points[-1].binary
-    if hi - lo < 1e-12:  # a flat series: centred, with room around it
+    if hi - lo <= 1e-9 * abs(lo):  # a flat series: centred, with room around it
         pad = 0.05 if binary else abs(lo) * 0.1 or 1.0
-    else:
-        pad = (hi - lo) * 0.08
-    if binary:  # a pass rate's axis ends at 0 % and 100 %
-        return max(lo - pad, 0.0), min(hi + pad, 1.0)
-    return lo - pad, hi + pad
+        lo, hi = lo - pad, hi + pad
+    rough = (hi - lo) / 4
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = next(f * power for f in (1, 2, 5, 10) if f * power >= rough)
+    first, last = math.floor(lo / step), math.ceil(hi / step)
+    if binary:
+        first, last = max(first, 0), min(last, round(1 / step))
+    ticks = [i * step for i in range(first, last + 1)]
+    decimals = max(0, -math.floor(math.log10(step * (100 if binary else 1)) + 1e-9))
+    return ticks[0], ticks[-1], ticks, decimals
+
+
+def _tick(value: float, binary: bool, decimals: int) -> str:
+    return f"{value * 100:.{decimals}f}%" if binary else f"{value:.{decimals}f}"
 
 
 def _date(time: str) -> str:
@@ -109,13 +121,13 @@ def trend_chart(points: Sequence[Point], title: str, *, unit: str = "") -> str:
     ``title`` names the chart for people and screen readers; ``unit`` is said in the description ("tests").
     """
     total = len(points)
-    lo, hi = _bounds(points)
+    lo, hi, ticks, decimals = _axis(points)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(total - 1, 1)
     xs = [LEFT + (i * step if total > 1 else plot_w / 2) for i in range(total)]
 
-    def y(value: float) -> float:
-        return TOP + (hi - value) / (hi - lo) * plot_h
+    def y(value: float) -> float:  # within the plot: a pooled rate's band can reach past 100 %
+        return TOP + (hi - min(max(value, lo), hi)) / (hi - lo) * plot_h
 
     binary = points[-1].binary
     out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img"><title>{text(title)}</title>']
@@ -132,17 +144,14 @@ def trend_chart(points: Sequence[Point], title: str, *, unit: str = "") -> str:
     if changes:
         described += f"; {changes} {'point' if changes == 1 else 'points'} where the fingerprint changed"
     out.append(f"<desc>{text(described)}</desc>")
-    # Grid and y labels: the bottom, the middle and the top of the range.
-    for value in (lo, (lo + hi) / 2, hi):
+    for value in ticks:
         gy = num(y(value))
         out.append(f'<path class="grid" d="M{LEFT} {gy}H{WIDTH - RIGHT}"/>'
-                   f'<text class="ax" x="{LEFT - 4}" y="{gy}" dy="3" text-anchor="end">'
-                   f"{value_label(value, binary)}</text>")
+                   f'<text x="{LEFT - 4}" y="{gy}" dy="3" text-anchor="end">{_tick(value, binary, decimals)}</text>')
     base_y = HEIGHT - BOTTOM
-    out.append(f'<text class="ax" x="{LEFT}" y="{base_y + 16}">{_date(points[0].time)}</text>')
+    out.append(f'<text x="{LEFT}" y="{base_y + 15}">{_date(points[0].time)}</text>')
     if total > 1:
-        out.append(f'<text class="ax" x="{WIDTH - RIGHT}" y="{base_y + 16}" text-anchor="end">'
-                   f"{_date(last.time)}</text>")
+        out.append(f'<text x="{WIDTH - RIGHT}" y="{base_y + 15}" text-anchor="end">{_date(last.time)}</text>')
     # The interval band, one polygon per run of points that have an interval.
     segment: list[int] = []
     for i in [*range(total), -1]:

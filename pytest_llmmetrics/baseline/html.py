@@ -40,11 +40,11 @@ td[data-v],.m td:nth-child(n+3):nth-child(-n+6){text-align:right;font-variant-nu
 .regressed{color:#b3261e;font-weight:600}.improved{color:#1e7b34}.unstable,.changed{color:#9a6700}
 .new,.gone{color:#555}
 .tools{margin:.5em 0}.tools input{width:22em}
-.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:1em}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:.8em}
 figure{margin:0;border:1px solid #e4e4e4;border-radius:4px;padding:.4em}
 figcaption{font-size:12px;color:#333}figcaption ul{margin:.2em 0;padding-left:1.2em}
 svg.chart{width:100%;height:auto;display:block}
-.chart text{font:10px system-ui,sans-serif;fill:#555}.grid{stroke:#eee}
+.chart text{font:11px system-ui,sans-serif;fill:#555}.grid{stroke:#eee}
 .band{fill:#4a7fd4;fill-opacity:.18}.line{fill:none;stroke:#2b5cad;stroke-width:1.5}
 .chart circle{fill:#2b5cad}.chart .cur{fill:#d4622a}.acc{fill:#fff;stroke:#1e7b34;stroke-width:1.5}
 .note{stroke:#9a6700;stroke-dasharray:3 3}
