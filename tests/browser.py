@@ -32,16 +32,19 @@ def find_chromium() -> str | None:
     return None
 
 
-def chromium(browser: str, page: Path, profile: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run headless Chromium on ``page`` with its own profile folder (parallel runs never share a profile lock)."""
+def chromium(browser: str, page: Path, profile: Path, *args: str, fragment: str = "",
+             timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run headless Chromium on ``page`` (at ``#fragment``) with its own profile folder (parallel runs never share
+    a profile lock)."""
+    url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
     command = [browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--disable-extensions",
-               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, page.resolve().as_uri()]
+               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, url]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
-def dump_dom(browser: str, page: Path, profile: Path) -> tuple[str, list[str]]:
+def dump_dom(browser: str, page: Path, profile: Path, fragment: str = "") -> tuple[str, list[str]]:
     """The DOM after the page's scripts ran, and the console messages it logged (errors included)."""
-    done = chromium(browser, page, profile, "--virtual-time-budget=2000", "--dump-dom")
+    done = chromium(browser, page, profile, "--virtual-time-budget=2000", "--dump-dom", fragment=fragment)
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
     return done.stdout, console
 

@@ -422,6 +422,10 @@ def test_the_report_renders_in_chromium(browser, demo, tmp_path):
     assert int(body["data-charts"]) == len([s for s in page.svgs if s["class"] == "chart"]) > 5
     assert int(body["data-sparklines"]) == len([s for s in page.svgs if s["class"] == "spark"]) > 10
     assert len(rendered.all("button")) >= 9  # the sortable headers became buttons
+    assert not rendered.all("details", open="")
+    linked = [a for a in page.all("a") if a["href"].startswith("#t")][-1]  # a moved metric's link to its test
+    dom, console = dump_dom(browser, demo, tmp_path / "profile", fragment=linked["href"][1:])
+    assert console == [] and len(Page(dom).all("details", open="")) == 1  # the test's drill-down opened
     shot = tmp_path / "report.png"
     screenshot(browser, demo, tmp_path / "profile", shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
