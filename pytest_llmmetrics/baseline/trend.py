@@ -205,7 +205,7 @@ def all_series(runs: Sequence[Run]) -> dict[tuple[str, str], list[Point]]:
     whose entry and fingerprint for the metric equal those of the previous
     baseline point adds no point: only the commits that changed it do.
     """
-    # The HTML report's hot loop (500 tests x 3 metrics x 50 runs): no key tuple allocated a point, and
+    # The HTML report's hot loop (500 tests x 3 metrics x 50 runs): no key tuple allocated per point, and
     # Point._make, ~2x faster than Point(...).
     tracks: dict[str, dict[str, _Track]] = {}
     make = Point._make
