@@ -74,6 +74,8 @@ OPTIONS: dict[str, Option] = {
         Option(None, "--llm-baseline-update", "Accept this run's metrics as the new baseline", default=False,
                ini_type="bool"),
         Option("llm_report_json", "--llm-report-json", "Write the metric report as JSON to this path"),
+        Option("llm_report_html", "--llm-report-html", "Write the metric report as one self-contained HTML file "
+               "(pooled trends, moved metrics, a drill-down per test) to this path"),
         Option("llm_tolerance", "--llm-tolerance", "Regression tolerances: a default and NAME:VALUE pairs, "
                "absolute or relative, e.g. '0.01,similarity:0.02,latency_s:10%'"),
     ]

@@ -89,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
                             or getattr(config.option, "update_snapshots", False)),
                 fail_on_regression=bool(options.get(config, "llm_fail_on_regression")),
                 json_path=options.get(config, "llm_report_json"),
+                html_path=options.get(config, "llm_report_html"),
                 model=str(options.get(config, "llm_model")),
             ),
             "llmmetrics-report",

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmmetrics.baseline import aggregate, render, store, trend
+from pytest_llmmetrics.baseline import aggregate, html, render, store, trend
 from pytest_llmmetrics.baseline.compare import (
     Row,
     Tolerances,
@@ -33,7 +33,7 @@ from pytest_llmmetrics.files import atomic_write_text, check_regular
 from pytest_llmmetrics.redact import env_secrets, scrub
 
 
-def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
+def check_paths(metrics_dir: Path, json_path: Path | None, html_path: Path | None = None) -> None:
     """Paths known up front that can never be written: a usage error now, not a crash after the tests."""
     for folder in (metrics_dir, *metrics_dir.parents):
         if folder.exists():
@@ -43,29 +43,31 @@ def check_paths(metrics_dir: Path, json_path: Path | None) -> None:
                     "point llm_metrics_dir at a directory (default: .llmmetrics at the rootdir)"
                 )
             break
-    if json_path is not None:
-        if json_path.is_dir():
-            raise pytest.UsageError(
-                f"--llm-report-json / llm_report_json: {json_path} is a directory; give a file path, "
-                "e.g. --llm-report-json=llm-report.json"
-            )
-        if json_path.exists() and not json_path.is_file():
-            raise pytest.UsageError(
-                f"--llm-report-json / llm_report_json: {json_path} is not a regular file (a device, a pipe or a "
-                "socket); give a file path, e.g. --llm-report-json=llm-report.json"
-            )
-        if _plugins_own(json_path, metrics_dir):
-            raise pytest.UsageError(
-                f"--llm-report-json / llm_report_json: {json_path} is the plugin's own file (the baseline, the run "
-                "history or the embedding cache in llm_metrics_dir); write the report elsewhere, e.g. llm-report.json"
-            )
-        for folder in json_path.parents:
-            if folder.exists():
-                if not folder.is_dir():
-                    raise pytest.UsageError(
-                        f"--llm-report-json / llm_report_json: cannot write {json_path}, {folder} is a file"
-                    )
-                break
+    for path, option, example in ((json_path, "--llm-report-json / llm_report_json", "llm-report.json"),
+                                  (html_path, "--llm-report-html / llm_report_html", "llm-report.html")):
+        if path is not None:
+            _check_report_path(path, metrics_dir, option, example)
+
+
+def _check_report_path(path: Path, metrics_dir: Path, option: str, example: str) -> None:
+    flag = option.split(" ", 1)[0]
+    if path.is_dir():
+        raise pytest.UsageError(f"{option}: {path} is a directory; give a file path, e.g. {flag}={example}")
+    if path.exists() and not path.is_file():
+        raise pytest.UsageError(
+            f"{option}: {path} is not a regular file (a device, a pipe or a socket); give a file path, "
+            f"e.g. {flag}={example}"
+        )
+    if _plugins_own(path, metrics_dir):
+        raise pytest.UsageError(
+            f"{option}: {path} is the plugin's own file (the baseline, the run history or the embedding cache in "
+            f"llm_metrics_dir); write the report elsewhere, e.g. {example}"
+        )
+    for folder in path.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise pytest.UsageError(f"{option}: cannot write {path}, {folder} is a file")
+            break
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -83,7 +85,8 @@ class MetricsReport:
     """The ``llm metrics`` terminal section, baseline/history writes and CI outputs."""
 
     def __init__(self, config: pytest.Config, metrics_dir: Path, tolerance_spec: str | None, *,
-                 update: bool, fail_on_regression: bool, json_path: str | None, model: str) -> None:
+                 update: bool, fail_on_regression: bool, json_path: str | None, model: str,
+                 html_path: str | None = None) -> None:
         self.config = config
         self.metrics_dir = metrics_dir
         self.baseline_path = metrics_dir / BASELINE
@@ -92,11 +95,9 @@ class MetricsReport:
             self.tolerances()
         self.update = update
         self.fail_on_regression = fail_on_regression
-        self.json_path = None
-        if json_path:
-            path = Path(json_path)
-            self.json_path = path if path.is_absolute() else config.invocation_params.dir / path
-        check_paths(metrics_dir, self.json_path)
+        self.json_path = self._given_path(json_path)
+        self.html_path = self._given_path(html_path)
+        check_paths(metrics_dir, self.json_path, self.html_path)
         self.model = model
         self.tests: Tests = {}
         self.rows: list[Row] = []
@@ -118,6 +119,13 @@ class MetricsReport:
                 self.baseline = store.load_baseline(self.baseline_path)
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from None
+
+    def _given_path(self, value: str | None) -> Path | None:
+        """A report path as given on the command line: relative to where pytest was started."""
+        if not value:
+            return None
+        path = Path(value)
+        return path if path.is_absolute() else self.config.invocation_params.dir / path
 
     def tolerances(self) -> Tolerances:
         try:
@@ -195,6 +203,8 @@ class MetricsReport:
              for key in (name, m.get("kind", ""))})
         if self._wants_trends():
             self.runs = self._load_runs(tests)  # before this run joins the history
+        if self.html_path:
+            self._attempt(self.html_path, lambda: self._write_html(self.html_path))  # type: ignore[arg-type]
         self._attempt(self.metrics_dir / store.HISTORY,
                       lambda: store.write_history(self.metrics_dir, tests, model=self._models(tests),
                                                   root=self.config.rootpath))
@@ -210,7 +220,8 @@ class MetricsReport:
 
     def _wants_trends(self) -> bool:
         """Trends cost a read of the history and of git: only for ``-v`` (sparklines) and reports that show them."""
-        return self.config.option.verbose > 0 and any(r.verdict not in ("unchanged", "new") for r in self.rows)
+        return self.html_path is not None or (
+            self.config.option.verbose > 0 and any(r.verdict not in ("unchanged", "new") for r in self.rows))
 
     def _load_runs(self, tests: Tests) -> list[trend.Run]:
         """The run history and the committed baselines, oldest first, then this run; warnings become lines."""
@@ -289,6 +300,13 @@ class MetricsReport:
     def _write_json(self, path: Path) -> None:
         atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings, self.aggregates))
 
+    def _write_html(self, path: Path) -> None:
+        """The HTML report: the trend over the run history and the committed baselines, this run last."""
+        runs = self.runs or [trend.Run.current(self.tests, store.git_commit(self.config.rootpath))]
+        atomic_write_text(path, html.render(total=self.total_line(), rows=self.rows,
+                                            aggregates=self.aggregates, tests=self.tests, runs=runs,
+                                            generated=runs[-1].time))
+
     def _append_summary(self, path: Path) -> None:
         if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
             raise OSError(errno.EINVAL, "it is the plugin's own file; point GITHUB_STEP_SUMMARY elsewhere", str(path))
@@ -304,8 +322,9 @@ class MetricsReport:
             return
         tr = terminalreporter
         tr.write_sep("=", "llm metrics")
-        for i, (line, verdict) in enumerate(render.table(self.rows, verbose=self.config.option.verbose > 0,
-                                                         trends=self.trends())):
+        verbose = self.config.option.verbose > 0
+        for i, (line, verdict) in enumerate(render.table(self.rows, verbose=verbose,
+                                                         trends=self.trends() if verbose else None)):
             tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                           green=verdict == "improved", bold=i == 0)
         regressed = sum(r.verdict == "regressed" for r in self.rows)

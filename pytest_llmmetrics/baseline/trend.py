@@ -1,14 +1,9 @@
 """Metric trends over time: each metric's points from the local run history and the committed baselines.
 
-Two sources make the time series: the run history in ``<llm_metrics_dir>/history``
-(local, the last `store.KEEP_RUNS` runs; unreadable files are skipped with one
-warning) and, where the rootdir is in a git repository, the versions of
-``baseline.json`` committed on the current branch (so a fresh CI checkout still
-sees every accepted state; a version that does not parse is skipped silently,
-since an old commit cannot be fixed). `load_runs` reads both, `all_series` turns
-them into per-metric `Point` lists in one pass (with a 90 % interval of the mean
-for sampled metrics and notes where the test's fingerprint changed or a baseline
-was accepted), and `sparkline` draws the last values as block characters.
+`load_runs` reads the run history and the versions of ``baseline.json`` committed
+in git (so a fresh CI checkout still has the accepted states), `all_series` turns
+them into per-metric `Point` lists in one pass (intervals of sampled means, notes
+where a fingerprint changed or a baseline was accepted), and `sparkline` draws them.
 """
 
 from __future__ import annotations
