@@ -98,7 +98,7 @@ VALIDATORS: dict[str, Any] = {
     "params": _params,
 }
 # The marker also takes what is not a model setting.
-MARK_VALIDATORS: dict[str, Any] = {**VALIDATORS, "group": group_problem}
+MARK_VALIDATORS: dict[str, Any] = {**VALIDATORS, "group": lambda v: None if v is None else group_problem(v)}
 # Optional sampling parameters that are passed through only when given.
 _PASS_THROUGH = ("top_p", "stop", "presence_penalty", "frequency_penalty")
 

@@ -327,7 +327,7 @@ def test_reports_never_replace_devices_pipes_links_or_the_plugins_own_files(run,
         result = run("--llm-report-json", target)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, target
         assert message in result.stderr.str()
-    (bot.path / "real.json").write_text("old")
+    (bot.path / "real.json").write_text("")
     (bot.path / "link.json").symlink_to("real.json")
     run("--llm-report-json", "link.json").assert_outcomes(passed=1)
     assert (bot.path / "link.json").is_symlink() and json.loads((bot.path / "real.json").read_text())["rows"]
@@ -337,6 +337,59 @@ def test_reports_never_replace_devices_pipes_links_or_the_plugins_own_files(run,
     result.stdout.fnmatch_lines(["warning: could not write .llmmetrics/baseline.json: it is the plugin's own file*"])
     assert (bot.path / ".llmmetrics" / "baseline.json").read_text() == baseline
     assert (bot.path / "fifo").exists() and not (bot.path / "fifo").is_file()
+
+
+def test_a_report_never_replaces_another_file(run, bot, monkeypatch):
+    """Not a test module, not the JUnit XML, not the GitHub summary, not the other report: only an earlier report."""
+    bot.makepyfile(test_a="def test_a(llm_metrics):\n    llm_metrics.record('m', 1.0)\n")
+    (bot.path / "notes.md").write_text("keep me\n")
+    cases = [
+        (["--llm-report-html", "test_a.py"], "--llm-report-html / llm_report_html: {} exists and is not a report "
+         "written by pytest-llmmetrics; writing the report would replace it."),
+        (["--llm-report-json", "notes.md"], "--llm-report-json / llm_report_json: {} exists and is not a report"),
+        (["--llm-report-html", "r.out", "--llm-report-json", "r.out"], "is also where --llm-report-json writes"),
+        (["--llm-report-html", "j.xml", "--junitxml", "j.xml"], "is also where --junitxml writes"),
+    ]
+    for args, message in cases:
+        result = run(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, args
+        assert message.format(bot.path / args[1]) in result.stderr.str(), result.stderr.str()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(bot.path / "summary.md"))
+    result = run("--llm-report-html", "summary.md")
+    assert "is also where $GITHUB_STEP_SUMMARY writes" in result.stderr.str()
+    assert (bot.path / "test_a.py").read_text().startswith("def test_a") and \
+        (bot.path / "notes.md").read_text() == "keep me\n" and not (bot.path / "r.out").exists()
+    # An earlier report is replaced, and each run says where its reports went.
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY")
+    for _ in range(2):
+        result = run("--llm-report-html", "out/r.html", "--llm-report-json", "r.json")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(["HTML report: out/r.html", "JSON report: r.json"])
+
+
+def test_a_run_without_metrics_still_replaces_the_reports_asked_for(run, bot):
+    bot.makepyfile(test_a="def test_a(llm_metrics):\n    llm_metrics.record('m', 1.0)\n")
+    run("--llm-report-html", "r.html", "--llm-report-json", "r.json").assert_outcomes(passed=1)
+    bot.makepyfile(test_a="def test_a():\n    pass\n")
+    result = run("--llm-report-html", "r.html", "--llm-report-json", "r.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["HTML report: r.html (no metrics recorded)", "JSON report: r.json (no metrics recorded)"])
+    assert "llm metrics" not in result.stdout.str()
+    assert json.loads((bot.path / "r.json").read_text())["rows"] == []
+    assert "test_a" not in (bot.path / "r.html").read_text()
+    assert not (bot.path / ".llmmetrics" / "history").exists() or \
+        len(list((bot.path / ".llmmetrics" / "history").glob("*.json"))) == 1
+
+
+def test_report_paths_in_the_ini_file_are_relative_to_the_rootdir(bot):
+    bot.makeini("[pytest]\nllm_report_json = out/r.json\n")
+    bot.makepyfile(test_a="def test_a(llm_metrics):\n    llm_metrics.record('m', 1.0)\n")
+    (bot.path / "sub").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(bot.path / "sub")
+        result = bot.runpytest("-p", "no:xdist", str(bot.path))
+    result.assert_outcomes(passed=1)
+    assert (bot.path / "out" / "r.json").is_file() and not (bot.path / "sub" / "out").exists()
 
 
 def test_a_directory_where_the_recordings_file_belongs_is_named(run, bot):

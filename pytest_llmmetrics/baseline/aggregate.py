@@ -40,6 +40,7 @@ class Aggregate:
     direction: str | None  # "higher", "lower" or None (no direction: a move is only "changed")
     binary: bool  # pass rates: shown in % and points
     left_out: int = 0  # tests with the metric on both sides but a different number of samples
+    exact: bool = False  # every test moved by the same amount (often: none moved): no chance involved
     p_worse: float = 1.0
     p_better: float = 1.0
 
@@ -61,8 +62,9 @@ _Sums = dict[str, list[float]]
 def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None = None) -> list[Aggregate]:
     """Every metric kind pooled over the suite, each track and each group.
 
-    A test counts once per scope and kind: the mean of its metrics of that
-    kind (``contains[a]`` and ``contains[b]`` are one ``contains``), on each
+    A test counts once per scope and metric: the mean of its metrics of that
+    name before any ``[...]`` (``contains[a]`` and ``contains[b]`` are one
+    ``contains``; a check renamed with ``.named("essay")`` is its own), on each
     side, and the test's difference is the change of that mean. Only tests
     with the metric on both sides with the same number of samples are paired;
     a changed sample count skews the differences (in simulation, 1 sample
@@ -74,6 +76,7 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
     # (kind, direction) -> (scope, name) -> test -> sums: one pass over the metrics.
     scopes: dict[tuple[str, bool | None], dict[tuple[str, str], _Sums]] = {}
     binary: dict[tuple[str, bool | None], bool] = {}
+    kinds: dict[tuple[str, bool | None], str] = {}
     left_out: dict[tuple[str, bool | None], set[str]] = defaultdict(set)
     for test, cur_test in current.items():
         base_test = base_tests.get(test)
@@ -86,7 +89,8 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
             kind = cur.get("kind", name)
             if base is None or base.get("kind", name) != kind:
                 continue
-            key = (kind, cur.get("higher_is_better"))
+            key = (name.split("[", 1)[0], cur.get("higher_is_better"))  # contains[a] and contains[b]: contains
+            kinds[key] = kind
             if base["n"] != cur["n"]:
                 left_out[key].add(test)
                 continue
@@ -109,7 +113,7 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
     aggregates: list[Aggregate] = []
     for key, found in scopes.items():
         for (scope, name), by_test in found.items():
-            aggregate = _compare(scope, name, key[0], key[1], binary[key], by_test, tolerances)
+            aggregate = _compare(scope, name, key[0], kinds[key], key[1], binary[key], by_test, tolerances)
             if aggregate is not None:
                 aggregate.left_out = len(left_out[key])
                 aggregates.append(aggregate)
@@ -119,7 +123,7 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
     return aggregates
 
 
-def _compare(scope: str, name: str, kind: str, higher: bool | None, binary: bool, sums: _Sums,
+def _compare(scope: str, name: str, metric: str, kind: str, higher: bool | None, binary: bool, sums: _Sums,
              tolerances: Tolerances) -> Aggregate | None:
     if len(sums) < 2:
         return None
@@ -134,29 +138,44 @@ def _compare(scope: str, name: str, kind: str, higher: bool | None, binary: bool
     change = stats.paired([c - b for b, c in zip(base, cur)], higher, tolerance, alpha)
     sign = -1.0 if higher is False else 1.0
     low, high = sorted((sign * change.lo, sign * change.hi))
-    return Aggregate(scope, name, kind, len(sums), base_mean, cur_mean, cur_mean - base_mean, low, high,
+    return Aggregate(scope, name, metric, len(sums), base_mean, cur_mean, cur_mean - base_mean, low, high,
                      stats.verdict(change, tolerance, directed), _DIRECTION[higher], binary,
-                     p_worse=change.p_worse, p_better=change.p_better)
+                     exact=change.lo == change.hi, p_worse=change.p_worse, p_better=change.p_better)
 
 
 def control_false_discoveries(aggregates: list[Aggregate]) -> None:
     """The false discovery rate of the pooled family held at `stats.POOLED_ALPHA` (Benjamini-Hochberg).
 
     As for per-metric rows: a regression that does not survive is *unstable*,
-    an improvement or a change that does not survive is *unchanged*.
+    an improvement or a change that does not survive is *unchanged*. The
+    family holds the comparisons where chance plays a part, each once: exact
+    ones (every test moved by the same amount, typically none) cannot be false
+    discoveries, and a track or group row that pools the same tests as another
+    row is the same comparison, so neither dilutes the others.
     """
     q = stats.POOLED_ALPHA
+    distinct: dict[tuple[Any, ...], list[Aggregate]] = {}
+    for a in aggregates:
+        if not a.exact:
+            distinct.setdefault(_same(a), []).append(a)
+    family = [rows[0] for rows in distinct.values()]
     families: tuple[tuple[str, str, Callable[[Aggregate], float]], ...] = (
                 ("regressed", "unstable", lambda a: a.p_worse if a.direction else 1.0),
                 ("improved", "unchanged", lambda a: a.p_better if a.direction else 1.0),
                 ("changed", "unchanged", lambda a: 1.0 if a.direction else 2 * min(a.p_worse, a.p_better)))
     for verdict, demoted, p_value in families:
-        if not any(a.verdict == verdict for a in aggregates):
+        if not any(a.verdict == verdict for a in family):
             continue
-        keep = stats.benjamini_hochberg([p_value(a) for a in aggregates], q)
-        for aggregate, rejected in zip(aggregates, keep):
-            if aggregate.verdict == verdict and not rejected:
-                aggregate.verdict = demoted
+        keep = stats.benjamini_hochberg([p_value(a) for a in family], q)
+        for first, rejected in zip(family, keep):
+            if first.verdict == verdict and not rejected:
+                for aggregate in distinct[_same(first)]:
+                    aggregate.verdict = demoted
+
+
+def _same(a: Aggregate) -> tuple[Any, ...]:
+    """What makes two pooled rows the same comparison: the metric and the numbers of the same tests."""
+    return a.metric, a.direction, a.tests, a.baseline, a.current, a.low, a.high
 
 
 def totals(aggregates: Sequence[Aggregate]) -> dict[str, int]:
@@ -168,17 +187,26 @@ def totals(aggregates: Sequence[Aggregate]) -> dict[str, int]:
 
 def distinct(aggregates: Sequence[Aggregate]) -> list[Aggregate]:
     """Without the track and group rows that pool the same tests as the suite row of their metric (same numbers)."""
-    suite = {(a.metric, a.direction): a for a in aggregates if a.scope == "suite"}
-    def same(a: Aggregate) -> bool:
-        s = suite.get((a.metric, a.direction))
-        return s is not None and (s.tests, s.baseline, s.current) == (a.tests, a.baseline, a.current)
-    return [a for a in aggregates if a.scope == "suite" or not same(a)]
+    suite = {_same(a) for a in aggregates if a.scope == "suite"}
+    return [a for a in aggregates if a.scope == "suite" or _same(a) not in suite]
 
 
 def shown(aggregates: Sequence[Aggregate], *, verbose: bool) -> list[Aggregate]:
-    """What the terminal and the GitHub summary show: the suite and each track, groups only when they moved
-    (all with ``-v``); rows that repeat the suite row (`distinct`) are left out."""
-    return [a for a in distinct(aggregates) if a.scope != "group" or verbose or a.verdict != "unchanged"]
+    """What the terminal and the GitHub summary list: the rows that moved, as for per-metric rows (all with
+    ``-v``: the suite, each track and each group); rows that repeat the suite row (`distinct`) are left out."""
+    return [a for a in distinct(aggregates) if verbose or a.verdict != "unchanged"]
+
+
+def quiet_line(aggregates: Sequence[Aggregate]) -> str:
+    """The pooled block when nothing pooled moved: one line instead of a table of unchanged rows."""
+    rows = distinct(aggregates)
+    metrics = len({(a.metric, a.direction) for a in rows})
+    scopes = [f"{n} {scope}{'s' if n != 1 else ''}" for scope in ("track", "group")
+              for n in [len({a.name for a in rows if a.scope == scope})] if n]
+    parts = ["the suite", *scopes]
+    where = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+    return (f"pooled over tests: {metrics} {'metric' if metrics == 1 else 'metrics'} across {where}, "
+            "none moved (-v lists them)")
 
 
 def format_value(value: float, binary: bool) -> str:

@@ -22,6 +22,7 @@ from pytest_llmmetrics.baseline.store import Tests
 from pytest_llmmetrics.baseline.trend import ACCEPTED, BASELINE, Point, Run, all_series
 from pytest_llmmetrics.tracks import TRACKS, default_track
 
+GENERATOR = "pytest-llmmetrics"  # how a later run knows the file at the path is a report it may replace
 MAX_CHARTS = 40  # moved metrics drawn in full; the others keep the sparkline in their test's drill-down
 _DIRECTION = {True: "higher", False: "lower", None: ""}
 _T90: dict[int, float] = {}
@@ -129,6 +130,7 @@ def render(*, total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate], 
         series = all_series(runs)
     title = "llm metrics report"
     head = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="generator" content="{GENERATOR}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
             f"<style>{STYLE}</style></head><body>",
             f"<header><h1>{title}</h1><p><strong>{text(total)}</strong></p>"]
@@ -234,27 +236,29 @@ def _figure(svg: str, caption: str, points: Sequence[Point], anchor: str = "") -
 
 
 def pooled_series(runs: Sequence[Run], current: Tests) -> list[tuple[str, str, bool | None, list[Point]]]:
-    """Per metric kind and direction of ``current``: the mean over tests in each run, for the suite and, where the
-    kind spans several tracks, each track; with a 90 % interval over tests and notes where fingerprints changed.
+    """Per metric (named as `aggregate.pooled` names them) and direction of ``current``: the mean over tests in
+    each run, for the suite and each track that pools other tests than the suite, with a 90 % interval over tests
+    and notes where fingerprints changed.
 
-    As in the pooled comparison, a test counts once: the mean of its metrics of the kind. Only this run's tests
-    count, so that tests joining or leaving the suite do not move the line, and a kind needs two of them.
-    Returns (label, kind, direction, points), suite first.
+    As in the pooled comparison, a test counts once: the mean of its metrics of that name. Only this run's tests
+    count, so that tests joining or leaving the suite do not move the line, and a metric needs two of them.
+    Returns (label, metric, direction, points), suite first.
     """
     members: dict[tuple[str, bool | None], set[str]] = defaultdict(set)
-    tracks: dict[tuple[str, bool | None], set[str]] = defaultdict(set)
+    tracks: dict[tuple[str, bool | None], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     binary: dict[tuple[str, bool | None], bool] = defaultdict(lambda: True)
     for test, record in current.items():
         for name, entry in record["metrics"].items():
-            kind = entry.get("kind", name)
-            key = (kind, entry.get("higher_is_better"))
+            key = (name.split("[", 1)[0], entry.get("higher_is_better"))  # as aggregate.pooled keys them
             members[key].add(test)
-            tracks[key].add(entry.get("track") or default_track(kind))
+            tracks[key][entry.get("track") or default_track(entry.get("kind", name))].add(test)
             binary[key] = binary[key] and scale(entry) == "binary"
     keys = sorted((k for k in members if len(members[k]) >= 2), key=lambda k: (k[0], str(k[1])))
-    # Scopes per kind: the suite (None), then its tracks when there are several (else they repeat the suite).
+    # Scopes per metric: the suite (None), then each track with two tests or more that are not the suite's tests
+    # (as in the pooled table, a track that pools the same tests as the suite would repeat its chart).
     scopes: dict[tuple[str, bool | None], list[tuple[str, bool | None, str | None]]] = {
-        k: [(*k, track) for track in [None, *(t for t in TRACKS if t in tracks[k] and len(tracks[k]) > 1)]]
+        k: [(*k, track) for track in [None, *(t for t in TRACKS if len(tracks[k].get(t, ())) >= 2
+                                             and tracks[k][t] != members[k])]]
         for k in keys}
     points: dict[tuple[str, bool | None, str | None], list[Point]] = defaultdict(list)
     last: dict[str, Any] = {}
@@ -273,7 +277,7 @@ def pooled_series(runs: Sequence[Run], current: Tests) -> list[tuple[str, str, b
             for name, entry in record["metrics"].items():
                 kind = entry.get("kind", name)
                 higher = entry.get("higher_is_better")
-                scoped = scopes.get((kind, higher))
+                scoped = scopes.get((name.split("[", 1)[0], higher))
                 if scoped is None:
                     continue
                 mean = entry["mean"]

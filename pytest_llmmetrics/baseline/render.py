@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pytest_llmmetrics.baseline.aggregate import Aggregate, format_delta, format_interval, format_value
 from pytest_llmmetrics.baseline.compare import ORDER, Row, inconclusive_line, totals
 from pytest_llmmetrics.baseline.stats import POOLED_ALPHA
-from pytest_llmmetrics.display import markdown_cell, printable
+from pytest_llmmetrics.display import clip, columns, markdown_cell, printable
 
 HEADER = ("test", "metric", "baseline", "current", "delta", "verdict", "detectable", "why")
 
@@ -31,11 +31,10 @@ def table(rows: Sequence[Row], *, verbose: bool, trends: Mapping[tuple[str, str]
     if not shown:
         return []
     header = HEADER + ("trend",) if trends else HEADER
-    cells = [header] + [(printable(r.test), printable(r.metric), r.baseline, r.current, r.delta, r.verdict,
-                         r.detectable, r.why) + ((trends.get((r.test, r.metric), ""),) if trends else ())
+    cells = [header] + [(clip(printable(r.test)), clip(printable(r.metric)), r.baseline, r.current, r.delta,
+                         r.verdict, r.detectable, r.why) + ((trends.get((r.test, r.metric), ""),) if trends else ())
                         for r in shown]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), row[5]) for row in cells]
+    return list(zip(columns(cells), (row[5] for row in cells)))
 
 
 POOLED_HEADER = ("pooled", "metric", "baseline", "current", "delta", "interval", "tests", "verdict")
@@ -50,23 +49,35 @@ def pooled_table(aggregates: Sequence[Aggregate]) -> list[tuple[str, str]]:
     """The pooled block as (line, verdict) pairs, header first: one line per scope and metric kind."""
     if not aggregates:
         return []
-    cells = [POOLED_HEADER] + [(printable(a.label), printable(a.metric), format_value(a.baseline, a.binary),
-                                format_value(a.current, a.binary), format_delta(a.delta, a.binary),
-                                format_interval(a), str(a.tests), a.verdict) for a in aggregates]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(POOLED_HEADER))]
-    return [("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), row[7]) for row in cells]
+    cells = [POOLED_HEADER] + [(clip(printable(a.label)), clip(printable(a.metric)),
+                                format_value(a.baseline, a.binary), format_value(a.current, a.binary),
+                                format_delta(a.delta, a.binary), format_interval(a), _tests(a), a.verdict)
+                               for a in aggregates]
+    return list(zip(columns(cells), (row[7] for row in cells)))
 
 
-def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = ()) -> str:
-    """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons, the total line, then the rows that
-    moved."""
+def _tests(a: Aggregate) -> str:
+    """The number of tests pooled, and on the suite row those left out (their sample count changed)."""
+    return f"{a.tests} ({a.left_out} left out)" if a.left_out and a.scope == "suite" else str(a.tests)
+
+
+def _label(a: Aggregate) -> str:
+    """The scope for Markdown: a group or track name is user text, so it goes in code."""
+    return "suite" if a.scope == "suite" else f"{a.scope} {markdown_cell(a.name, code=True)}"
+
+
+def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = (), quiet: str = "") -> str:
+    """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons that moved (else ``quiet``), the total
+    line, then the rows that moved."""
     lines = ["## llm metrics", ""]
+    if quiet and not aggregates:
+        lines += [quiet, ""]
     if aggregates:
         lines += [f"**{pooled_title()}**", "", "| " + " | ".join(POOLED_HEADER) + " |",
                   "|" + "---|" * len(POOLED_HEADER)]
-        lines += [f"| {markdown_cell(a.label)} | {markdown_cell(a.metric, code=True)} | "
+        lines += [f"| {_label(a)} | {markdown_cell(a.metric, code=True)} | "
                   f"{format_value(a.baseline, a.binary)} | {format_value(a.current, a.binary)} | "
-                  f"{format_delta(a.delta, a.binary)} | {format_interval(a)} | {a.tests} | **{a.verdict}** |"
+                  f"{format_delta(a.delta, a.binary)} | {format_interval(a)} | {_tests(a)} | **{a.verdict}** |"
                   for a in aggregates]
         lines += [""]
     lines += [markdown_cell(total), ""]

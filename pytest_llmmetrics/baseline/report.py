@@ -32,9 +32,20 @@ from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.files import atomic_write_text, check_regular
 from pytest_llmmetrics.redact import env_secrets, scrub
 
+REPORTS = {  # dest -> (how the user names it, an example path, how a report of ours begins)
+    "llm_report_json": ("--llm-report-json / llm_report_json", "llm-report.json",
+                        ('{"aggregates": ', '{"inconclusive": ')),
+    "llm_report_html": ("--llm-report-html / llm_report_html", "llm-report.html", ("<!DOCTYPE html>",)),
+}
 
-def check_paths(metrics_dir: Path, json_path: Path | None, html_path: Path | None = None) -> None:
-    """Paths known up front that can never be written: a usage error now, not a crash after the tests."""
+
+def check_paths(metrics_dir: Path, reports: dict[str, Path], others: dict[str, Path] | None = None) -> None:
+    """Paths known up front that can never be written: a usage error now, not a crash after the tests.
+
+    ``reports``: this plugin's report paths by option dest; ``others``: what
+    else this run writes (``--junitxml``, ``$GITHUB_STEP_SUMMARY``), which a
+    report must not replace.
+    """
     for folder in (metrics_dir, *metrics_dir.parents):
         if folder.exists():
             if not folder.is_dir():
@@ -43,13 +54,22 @@ def check_paths(metrics_dir: Path, json_path: Path | None, html_path: Path | Non
                     "point llm_metrics_dir at a directory (default: .llmmetrics at the rootdir)"
                 )
             break
-    for path, option, example in ((json_path, "--llm-report-json / llm_report_json", "llm-report.json"),
-                                  (html_path, "--llm-report-html / llm_report_html", "llm-report.html")):
-        if path is not None:
-            _check_report_path(path, metrics_dir, option, example)
+    taken = {name: Path(os.path.realpath(path)) for name, path in (others or {}).items()}
+    for dest, path in reports.items():
+        option, example, _ = REPORTS[dest]
+        _check_report_path(path, metrics_dir, dest)
+        real = Path(os.path.realpath(path))
+        for name, other in taken.items():
+            if real == other:
+                raise pytest.UsageError(
+                    f"{option}: {path} is also where {name} writes; one would replace the other, so give each "
+                    f"its own path, e.g. {example}"
+                )
+        taken[option.split(" ", 1)[0]] = real
 
 
-def _check_report_path(path: Path, metrics_dir: Path, option: str, example: str) -> None:
+def _check_report_path(path: Path, metrics_dir: Path, dest: str) -> None:
+    option, example, signatures = REPORTS[dest]
     flag = option.split(" ", 1)[0]
     if path.is_dir():
         raise pytest.UsageError(f"{option}: {path} is a directory; give a file path, e.g. {flag}={example}")
@@ -68,6 +88,25 @@ def _check_report_path(path: Path, metrics_dir: Path, option: str, example: str)
             if not folder.is_dir():
                 raise pytest.UsageError(f"{option}: cannot write {path}, {folder} is a file")
             break
+    if path.is_file() and not _is_report(path, signatures):
+        raise pytest.UsageError(
+            f"{option}: {path} exists and is not a report written by pytest-llmmetrics; writing the report would "
+            f"replace it. Delete it if it is an old report, or give another path, e.g. {flag}={example}"
+        )
+
+
+def _is_report(path: Path, signatures: tuple[str, ...]) -> bool:
+    """An empty file, or one that begins as this plugin's reports do (the HTML one names the plugin)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return True  # unreadable: the write at the end says so, as for any report it cannot write
+    if not start.strip():
+        return True
+    if not start.lstrip().startswith(signatures):
+        return False
+    return not signatures[0].startswith("<") or f'content="{html.GENERATOR}"' in start
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -95,9 +134,17 @@ class MetricsReport:
             self.tolerances()
         self.update = update
         self.fail_on_regression = fail_on_regression
-        self.json_path = self._given_path(json_path)
-        self.html_path = self._given_path(html_path)
-        check_paths(metrics_dir, self.json_path, self.html_path)
+        self.json_path = self._given_path(json_path, "llm_report_json")
+        self.html_path = self._given_path(html_path, "llm_report_html")
+        reports = {dest: path for dest, path in (("llm_report_json", self.json_path),
+                                                 ("llm_report_html", self.html_path)) if path is not None}
+        others = {}
+        xml = getattr(config.option, "xmlpath", None)
+        if xml:
+            others["--junitxml"] = config.invocation_params.dir / os.path.expanduser(xml)
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            others["$GITHUB_STEP_SUMMARY"] = Path(os.environ["GITHUB_STEP_SUMMARY"])
+        check_paths(metrics_dir, reports, others)
         self.model = model
         self.tests: Tests = {}
         self.rows: list[Row] = []
@@ -120,12 +167,16 @@ class MetricsReport:
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from None
 
-    def _given_path(self, value: str | None) -> Path | None:
-        """A report path as given on the command line: relative to where pytest was started."""
+    def _given_path(self, value: str | None, dest: str) -> Path | None:
+        """A report path: from the command line, relative to where pytest was started; from the ini file,
+        relative to the rootdir (as ``llm_metrics_dir`` is), wherever pytest is started from."""
         if not value:
             return None
-        path = Path(value)
-        return path if path.is_absolute() else self.config.invocation_params.dir / path
+        path = Path(os.path.expanduser(value))
+        if path.is_absolute():
+            return path
+        given = self.config.getoption(dest, None) is not None
+        return (self.config.invocation_params.dir if given else self.config.rootpath) / path
 
     def tolerances(self) -> Tolerances:
         try:
@@ -179,7 +230,10 @@ class MetricsReport:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if not self.tests:
-            return  # the suite recorded no metric: no report, no files
+            # The suite recorded no metric: no section and no history; a report asked for is still written
+            # (saying so), so that a CI job never uploads an older run's report as this one's.
+            self._write_reports()
+            return
 
         full = self._full_run(session, exitstatus)
         reference = self.baseline
@@ -204,19 +258,27 @@ class MetricsReport:
         if self._wants_trends():
             self.runs = self._load_runs(tests)  # before this run joins the history
         if self.html_path:
-            self._attempt(self.html_path, lambda: self._write_html(self.html_path))  # type: ignore[arg-type]
+            self._write_reports(json=False)
         self._attempt(self.metrics_dir / store.HISTORY,
                       lambda: store.write_history(self.metrics_dir, tests, model=self._models(tests),
                                                   root=self.config.rootpath))
         if self.update:
             self._update_baseline(exitstatus, finished, vanished)
         if self.json_path:
-            self._attempt(self.json_path, lambda: self._write_json(self.json_path))  # type: ignore[arg-type]
+            self._write_reports(html=False)
         summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary_file:
             self._attempt(Path(summary_file), lambda: self._append_summary(Path(summary_file)))
         if self.fail_on_regression and self._regressions() and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_reports(self, *, json: bool = True, html: bool = True) -> None:
+        """The JSON and HTML reports asked for, each followed by a line saying where it went."""
+        for path, wanted, write, what in ((self.html_path, html, self._write_html, "HTML"),
+                                          (self.json_path, json, self._write_json, "JSON")):
+            if path is not None and wanted and self._attempt(path, lambda: write(path)) is not False:  # noqa: B023
+                self.notes.append(f"{what} report: {show_path(path, self.config.invocation_params.dir)}"
+                                  + ("" if self.tests else " (no metrics recorded)"))
 
     def _wants_trends(self) -> bool:
         """Trends cost a read of the history and of git: only for ``-v`` (sparklines) and reports that show them."""
@@ -318,9 +380,13 @@ class MetricsReport:
         return render.total_line(len(self.tests), self.rows, self.reference)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.tests:
-            return
         tr = terminalreporter
+        if not self.tests:  # no section; only what became of a report asked for
+            for line in self.warnings:
+                tr.write_line(f"warning: {line}", yellow=True)
+            for note in self.notes:
+                tr.write_line(note)
+            return
         tr.write_sep("=", "llm metrics")
         verbose = self.config.option.verbose > 0
         for i, (line, verdict) in enumerate(render.table(self.rows, verbose=verbose,
@@ -332,12 +398,14 @@ class MetricsReport:
         inconclusive = inconclusive_line(self.rows)
         if inconclusive:
             tr.write_line(inconclusive)
-        pooled = aggregate.shown(self.aggregates, verbose=self.config.option.verbose > 0)
+        pooled = aggregate.shown(self.aggregates, verbose=verbose)
         if pooled:
             tr.write_line(render.pooled_title())
             for i, (line, verdict) in enumerate(render.pooled_table(pooled)):
                 tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                               green=verdict == "improved", bold=i == 0)
+        elif self.aggregates:
+            tr.write_line(aggregate.quiet_line(self.aggregates))
         pooled_regressed = aggregate.totals(aggregate.distinct(self.aggregates))["regressed"]
         if (regressed or pooled_regressed) and self.fail_on_regression:
             what = [f"{n} regressed {noun}" for n, noun in ((regressed, "metric(s)"),
@@ -350,4 +418,5 @@ class MetricsReport:
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False))
+        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False),
+                               aggregate.quiet_line(self.aggregates) if self.aggregates else "")

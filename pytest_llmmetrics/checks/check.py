@@ -77,6 +77,7 @@ class Check:
     track: str = ""
 
     def __post_init__(self) -> None:
+        __tracebackhide__ = True  # a bad bound is the caller's line, not ours
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError(f"a metric name must be a non-empty string, got {self.name!r}")
         for bound in ("min", "max"):
@@ -108,7 +109,8 @@ class Check:
         return replace(self, name=name, kind=self.kind)
 
     def in_track(self, track: str) -> Check:
-        """The same check on another track: ``metrics.word_count(max=80).in_track("alignment")``."""
+        """A copy of the check on another track: ``metrics.word_count(max=80).in_track("alignment")``."""
+        __tracebackhide__ = True
         problem = track_problem(track)
         if problem:
             raise ConfigError(f"metric {self.name!r}: in_track(): the track {problem}")

@@ -90,7 +90,10 @@ def metric(
     ``track`` is ``utility`` (the default), ``alignment`` or ``operations``.
     """
 
+    __tracebackhide__ = True  # a mistake here is the user's line, not ours
+
     def decorate(func: Callable[..., MeasureResult]) -> MetricFactory:
+        __tracebackhide__ = True
         metric_name = name or func.__name__
         factory = MetricFactory(func, name=metric_name, higher_is_better=higher_is_better, min=min, max=max,
                                 track=track or "")
