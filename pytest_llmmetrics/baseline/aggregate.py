@@ -192,21 +192,9 @@ def distinct(aggregates: Sequence[Aggregate]) -> list[Aggregate]:
 
 
 def shown(aggregates: Sequence[Aggregate], *, verbose: bool) -> list[Aggregate]:
-    """What the terminal and the GitHub summary list: the rows that moved, as for per-metric rows (all with
-    ``-v``: the suite, each track and each group); rows that repeat the suite row (`distinct`) are left out."""
-    return [a for a in distinct(aggregates) if verbose or a.verdict != "unchanged"]
-
-
-def quiet_line(aggregates: Sequence[Aggregate]) -> str:
-    """The pooled block when nothing pooled moved: one line instead of a table of unchanged rows."""
-    rows = distinct(aggregates)
-    metrics = len({(a.metric, a.direction) for a in rows})
-    scopes = [f"{n} {scope}{'s' if n != 1 else ''}" for scope in ("track", "group")
-              for n in [len({a.name for a in rows if a.scope == scope})] if n]
-    parts = ["the suite", *scopes]
-    where = ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
-    return (f"pooled over tests: {metrics} {'metric' if metrics == 1 else 'metrics'} across {where}, "
-            "none moved (-v lists them)")
+    """What the terminal and the GitHub summary list: the suite and each track, groups only when they moved (all
+    with ``-v``); rows that repeat the suite row (`distinct`) are left out."""
+    return [a for a in distinct(aggregates) if a.scope != "group" or verbose or a.verdict != "unchanged"]
 
 
 def format_value(value: float, binary: bool) -> str:

@@ -66,12 +66,10 @@ def _label(a: Aggregate) -> str:
     return "suite" if a.scope == "suite" else f"{a.scope} {markdown_cell(a.name, code=True)}"
 
 
-def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = (), quiet: str = "") -> str:
-    """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons that moved (else ``quiet``), the total
-    line, then the rows that moved."""
+def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = ()) -> str:
+    """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons, the total line, then the rows that
+    moved."""
     lines = ["## llm metrics", ""]
-    if quiet and not aggregates:
-        lines += [quiet, ""]
     if aggregates:
         lines += [f"**{pooled_title()}**", "", "| " + " | ".join(POOLED_HEADER) + " |",
                   "|" + "---|" * len(POOLED_HEADER)]

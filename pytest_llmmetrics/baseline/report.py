@@ -404,8 +404,6 @@ class MetricsReport:
             for i, (line, verdict) in enumerate(render.pooled_table(pooled)):
                 tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                               green=verdict == "improved", bold=i == 0)
-        elif self.aggregates:
-            tr.write_line(aggregate.quiet_line(self.aggregates))
         pooled_regressed = aggregate.totals(aggregate.distinct(self.aggregates))["regressed"]
         if (regressed or pooled_regressed) and self.fail_on_regression:
             what = [f"{n} regressed {noun}" for n, noun in ((regressed, "metric(s)"),
@@ -418,5 +416,4 @@ class MetricsReport:
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False),
-                               aggregate.quiet_line(self.aggregates) if self.aggregates else "")
+        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False))
