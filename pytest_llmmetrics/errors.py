@@ -15,6 +15,10 @@ class MetricError(LLMMetricsError):
     """A metric could not be measured on this reply (e.g. the model gave no token counts)."""
 
 
+class Unmeasured(MetricError):
+    """A check could not measure one reply (a judge reply that could not be read): the check misses, saying why."""
+
+
 class ModelError(LLMMetricsError):
     """The model under test could not be called or gave something unusable."""
 

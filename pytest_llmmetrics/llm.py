@@ -121,4 +121,5 @@ class LLM:
         return params
 
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
-        return call_model(self.model, self.name, messages, params, self.timeout)
+        response = call_model(self.model, self.name, messages, params, self.timeout)
+        return dataclasses.replace(response, messages=tuple(dict(m) for m in messages))

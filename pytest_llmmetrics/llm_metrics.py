@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmmetrics.checks.check import Check, Outcome, to_value
+from pytest_llmmetrics.checks.judge import JUDGES, JudgeCall
 from pytest_llmmetrics.checks.registry import MetricRegistry
-from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.errors import ConfigError, Unmeasured
 from pytest_llmmetrics.redact import safe_params, scrub
 from pytest_llmmetrics.response import Response, as_response
 from pytest_llmmetrics.tracks import default_track, track_problem
@@ -78,6 +79,12 @@ def _excerpt(text: str, limit: int = 200) -> str:
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "\u2026")
 
 
+def _worst(outcomes: list[Outcome], higher_is_better: bool) -> int:
+    """The sample a miss shows: the worst one that missed (the lowest-scored for higher-is-better), first on ties."""
+    missed = [i for i, o in enumerate(outcomes) if not o.passed]
+    return min(missed, key=lambda i: outcomes[i].value if higher_is_better else -outcomes[i].value)
+
+
 def _direction(higher_is_better: bool | None) -> str:
     return {True: "higher is better", False: "lower is better", None: "having no direction"}[higher_is_better]
 
@@ -90,13 +97,27 @@ class MetricsRecorder:
     at the end with one message listing all misses.
     """
 
-    def __init__(self, registry_factory: Callable[[], MetricRegistry]) -> None:
+    def __init__(self, registry_factory: Callable[[], MetricRegistry],
+                 judge_models: Callable[[str | None], tuple[str, JudgeCall, int]] | None = None) -> None:
         self._registry_factory = registry_factory
+        self._judge_models = judge_models
         self.records: dict[str, MetricRecord] = {}
         self.misses: list[Miss] = []
         # What the metrics depend on, so the delta report can say why one moved.
         self.fingerprint: dict[str, str] = {}
         self._prompts = hashlib.sha256()
+        self._judges: set[str] = set()
+
+    def judge_model(self, spec: str | None) -> tuple[str, JudgeCall, int]:
+        """The judge model of a judged check (`checks.judge.JudgeModels`): this test's, recorded like ``llm``."""
+        if self._judge_models is None:
+            raise ConfigError("metrics.judge() needs the pytest-llmmetrics plugin's llm_metrics fixture")
+        return self._judge_models(spec)
+
+    def note_judge(self, identity: str) -> None:
+        """A judged check's judge model and criteria are part of the test's fingerprint ("judge changed")."""
+        self._judges.add(identity)
+        self.fingerprint["judge"] = hashlib.sha256(" ".join(sorted(self._judges)).encode()).hexdigest()[:16]
 
     def note_call(self, model: str, params: dict[str, Any], messages: list[dict[str, str]]) -> None:
         """Called by the ``llm`` fixture for every request this test sends."""
@@ -168,11 +189,39 @@ class MetricsRecorder:
         resolved = self._checks(checks)
         if pass_rate is not None and number_problem(pass_rate, 0, 1, lo_open=True):
             raise ConfigError(f"llm_metrics.expect(): pass_rate must be a number in (0, 1], got {pass_rate!r}")
-        for check in resolved:
-            if check.prepare is not None:
-                check.prepare(samples)
-            outcomes = [check.evaluate(reply) for reply in samples]
-            self._judge(check, samples, outcomes, pass_rate)
+        token = JUDGES.set(self)  # judged checks call the judge model through this test
+        try:
+            for check in resolved:
+                if check.prepare is not None:
+                    check.prepare(samples)
+                outcomes: list[Outcome] = []
+                unmeasured: tuple[int, Unmeasured] | None = None
+                for i, reply in enumerate(samples):
+                    try:
+                        outcomes.append(check.evaluate(reply))
+                    except Unmeasured as exc:
+                        unmeasured = unmeasured or (i, exc)
+                if unmeasured is None:
+                    self._judge(check, samples, outcomes, pass_rate)
+                else:
+                    self._unmeasured(check, samples, outcomes, unmeasured)
+        finally:
+            JUDGES.reset(token)
+
+    def _unmeasured(self, check: Check, samples: list[Response], outcomes: list[Outcome],
+                    unmeasured: tuple[int, Unmeasured]) -> None:
+        """A check that could not measure every reply misses, never passes; what it did measure is recorded."""
+        if outcomes:
+            binary = all(o.boolean for o in outcomes)
+            self._add(check.name, check.kind, check.higher_is_better, [o.value for o in outcomes],
+                      passed=sum(o.passed for o in outcomes), threshold=outcomes[0].threshold, binary=binary,
+                      track=check.track)
+        i, exc = unmeasured
+        n = len(samples)
+        failed = n - len(outcomes)
+        value = "not measured" if n == 1 else f"{failed} of {n} samples not measured"
+        detail = str(exc) if n == 1 else f"sample {i}: {exc}"
+        self.misses.append(Miss(check.name, value, check.threshold, detail, _excerpt(samples[i].text)))
 
     def _judge(self, check: Check, samples: list[Response], outcomes: list[Outcome], pass_rate: float | None) -> None:
         values = [o.value for o in outcomes]
@@ -209,9 +258,10 @@ class MetricsRecorder:
             else:
                 threshold = f"mean {outcomes[0].threshold}"
         assert first_miss is not None
-        o = outcomes[first_miss]
-        detail = f"sample {first_miss}: {o.format_value()}" + (f", {o.detail}" if o.detail else "")
-        self.misses.append(Miss(check.name, value, threshold, detail, _excerpt(samples[first_miss].text)))
+        shown = _worst(outcomes, direction) if direction is not None else first_miss
+        o = outcomes[shown]
+        detail = f"sample {shown}: {o.format_value()}" + (f", {o.detail}" if o.detail else "")
+        self.misses.append(Miss(check.name, value, threshold, detail, _excerpt(samples[shown].text)))
 
     def _add(self, name: str, kind: str, higher_is_better: bool | None, values: list[float], *,
              passed: int | None = None, threshold: str | None = None, binary: bool = False,

@@ -15,6 +15,7 @@ from typing import Any
 from pytest_llmmetrics import state
 from pytest_llmmetrics.checks import detectors
 from pytest_llmmetrics.checks.check import Check, Measurement
+from pytest_llmmetrics.checks.judge import judge
 from pytest_llmmetrics.errors import ConfigError, MetricError
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.response import Response
@@ -42,6 +43,7 @@ __all__ = [
     "not_truncated",
     "no_prompt_leak",
     "similarity",
+    "judge",
     "set_price",
     "NOT_CHECKS",
 ]

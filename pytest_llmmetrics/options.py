@@ -48,6 +48,9 @@ OPTIONS: dict[str, Option] = {
     for o in [
         Option("llm_model", "--llm-model", "Default model for the llm fixture: local, openai:<model> or "
                "py:<module>:<callable> (default: local)", default=DEFAULT_SPEC),
+        Option("llm_judge_model", "--llm-judge-model", "Model that grades metrics.judge() checks without a "
+               "model= of their own: local, openai:<model> or py:<module>:<callable> (default: local)",
+               default=DEFAULT_SPEC),
         Option("llm_base_url", "--llm-base-url", "Base URL of the OpenAI-compatible server for openai: models, "
                "e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL, else OpenAI's)"),
         Option("llm_timeout", "--llm-timeout", "Seconds to wait for one answer of any model (local, py:, "
@@ -145,6 +148,10 @@ def check_config(config: pytest.Config) -> None:
         check_spec(str(get(config, "llm_model")))
     except ConfigError as exc:
         raise pytest.UsageError(f"--llm-model / llm_model: {exc}") from None
+    try:
+        check_spec(str(get(config, "llm_judge_model")))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--llm-judge-model / llm_judge_model: {exc}") from None
     problem = device_problem(get(config, "llm_device"))
     if problem:
         raise pytest.UsageError(f"--llm-device / llm_device: {problem}")

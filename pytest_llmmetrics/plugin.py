@@ -304,8 +304,22 @@ def recorder_for(item: pytest.Item) -> MetricsRecorder:
         from pytest_llmmetrics.llm_metrics import MetricsRecorder
 
         config = item.config
-        recorder = item.stash[RECORDER_KEY] = MetricsRecorder(lambda: metric_registry(config))
+        recorder = item.stash[RECORDER_KEY] = MetricsRecorder(lambda: metric_registry(config),
+                                                               lambda spec: _judge_model(item, spec))
     return recorder
+
+
+def _judge_model(item: pytest.Item, spec: str | None) -> Any:
+    """A judged check's model for this test: its own ``model=``, else ``llm_judge_model``, else ``local``.
+
+    Judge calls go through the test's recorded replies, timeout, retries and concurrency like ``llm``'s.
+    """
+    config = item.config
+    chosen = spec or str(options.get(config, "llm_judge_model"))
+    models = model_cache(config)
+    recordings = config.stash.get(RECORDINGS_KEY, None)
+    wrap = None if recordings is None else (lambda model: recordings.wrap(model, item, models.options.timeout))
+    return models.judge_model(chosen, wrap)
 
 
 @pytest.fixture

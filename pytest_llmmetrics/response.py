@@ -20,6 +20,8 @@ class Response:
     string is expected. Fields a provider cannot fill stay ``None``; a check that
     needs one of them (``latency``, ``tokens``, ``cost``, ``not_truncated``) says
     so instead of guessing. ``text`` must be a str (``""`` for no text).
+    ``messages`` is the conversation that was sent (system prompt included),
+    which ``metrics.judge`` shows its judge.
     """
 
     text: str
@@ -29,6 +31,8 @@ class Response:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     raw: Any = field(default=None, compare=False, repr=False)
+    # The conversation that produced the reply (set by the ``llm`` fixture), for checks that read it (judge).
+    messages: tuple[dict[str, str], ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):

@@ -181,7 +181,7 @@ def _format_value(entry: dict[str, Any], binary: bool) -> str:
 
 
 _FINGERPRINT_LABELS = {"model": "model changed", "prompt": "prompt changed", "params": "sampling parameters changed",
-                       "embedding_model": "embedding model changed"}
+                       "embedding_model": "embedding model changed", "judge": "judge changed"}
 
 
 def fingerprint_changes(base_fp: dict[str, Any] | None, cur_fp: dict[str, Any] | None) -> tuple[str, ...]:

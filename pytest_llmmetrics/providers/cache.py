@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.providers.call import call_model
 from pytest_llmmetrics.providers.local import LocalModel
 from pytest_llmmetrics.providers.openai import OpenAIModel
 from pytest_llmmetrics.providers.python import CallableModel, import_callable
@@ -19,12 +22,31 @@ class ModelCache:
         self.rootdir = rootdir
         self.options = options or ProviderOptions()
         self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()  # judges of samples may ask for a model from several threads
 
     def get(self, spec: str) -> Any:
-        model = self._models.get(spec)
-        if model is None:
-            model = self._models[spec] = self._load(spec)
-        return model
+        with self._lock:
+            model = self._models.get(spec)
+            if model is None:
+                model = self._models[spec] = self._load(spec)
+            return model
+
+    def judge_model(self, spec: str, wrap: Callable[[Any], Any] | None = None) -> tuple[str, Any, int]:
+        """A judge model for ``metrics.judge``: ``(spec, call(messages, params) -> Response, concurrency)``.
+
+        The model is loaded on the first call, not here, so that replayed judgements
+        (``wrap``: the test's recorded replies) need no judge model at all.
+        """
+        kind, _ = check_spec(spec)
+        concurrency = self.options.concurrency if kind == "openai" else 1
+        model: Any = LazyModel(spec, lambda: self.get(spec), concurrency, self.options.timeout)
+        if wrap is not None:
+            model = wrap(model)
+
+        def call(messages: list[dict[str, str]], params: dict[str, Any]) -> Any:
+            return call_model(model, spec, messages, params, self.options.timeout)
+
+        return spec, call, concurrency
 
     def resolve(self, model: Any, where: str = "the llm_model fixture") -> Any:
         """What an ``llm_model`` fixture returned, as a model: a spec string is loaded like ``--llm-model``."""
@@ -47,3 +69,21 @@ class ModelCache:
         if kind == "openai":
             return OpenAIModel(target, self.options)
         return CallableModel(import_callable(spec, target, self.rootdir), spec)
+
+
+class LazyModel:
+    """A model loaded on its first call (a judge: a replayed judgement never loads it)."""
+
+    enforces_timeout = True  # it calls the model through call_model, with the timeout, itself
+
+    def __init__(self, spec: str, load: Callable[[], Any], max_concurrency: int, timeout: float | None) -> None:
+        self.spec = spec
+        self.max_concurrency = max_concurrency
+        self._load = load
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"<model {self.spec} (loaded on first call)>"
+
+    def __call__(self, messages: list[dict[str, str]], **params: Any) -> Any:
+        return call_model(self._load(), self.spec, messages, params, self._timeout)

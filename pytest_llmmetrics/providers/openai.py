@@ -49,7 +49,8 @@ class OpenAIModel:
 
     Models that refuse ``max_tokens`` and ask for ``max_completion_tokens``
     instead (OpenAI's reasoning models) get it under that name from then on,
-    without costing an attempt.
+    without costing an attempt. Likewise a server that refuses a
+    ``json_schema`` response format (a judge's) gets the next simpler form.
 
     The client is made on the first call, so importing ``openai`` costs a suite
     nothing until a test talks to a server; it is shared by the threads that
@@ -69,6 +70,7 @@ class OpenAIModel:
         self._lock = threading.Lock()
         self._unreachable = False  # an earlier request spent its retries without reaching the server
         self._max_tokens_name = "max_tokens"  # or "max_completion_tokens", once the server asked for it
+        self._format_level = 0  # index into _FORMATS: how much of a JSON-schema response_format the server takes
 
     def __repr__(self) -> str:
         return f"<model {self.spec}>"
@@ -106,6 +108,9 @@ class OpenAIModel:
         extra = {k: v for k, v in params.items() if k not in self._known}  # server-specific, e.g. top_k
         if "max_tokens" in known and self._max_tokens_name != "max_tokens":
             known[self._max_tokens_name] = known.pop("max_tokens")
+        wanted_format = known.get("response_format")
+        if self._format_level and wanted_format is not None:
+            known["response_format"] = _simpler_format(wanted_format, self._format_level)
         request = dict(model=self.name, messages=[dict(m) for m in messages], **known)
         if extra:
             request["extra_body"] = extra
@@ -117,7 +122,8 @@ class OpenAIModel:
             try:
                 completion = client.chat.completions.create(**request)
             except Exception as exc:  # noqa: BLE001 -- sorted into retry / clear error just below
-                if not self._wants_max_completion_tokens(exc, request):  # else: resend now, same attempt
+                if not (self._wants_max_completion_tokens(exc, request)
+                        or self._wants_simpler_format(exc, request, wanted_format)):  # else: resend now
                     time.sleep(self._retry_wait(exc, attempt, attempts, down))  # or raise, when it is over
                     attempt += 1
                 continue
@@ -131,6 +137,25 @@ class OpenAIModel:
             return False
         self._max_tokens_name = "max_completion_tokens"
         request["max_completion_tokens"] = request.pop("max_tokens")
+        return True
+
+    def _wants_simpler_format(self, exc: Exception, request: dict[str, Any], wanted: Any) -> bool:
+        """A 400/422/500 about a JSON-schema ``response_format``: send the next simpler form, here and from now on.
+
+        ``{"type": "json_schema", ...}`` (OpenAI, vLLM, Ollama, llama.cpp's C++ server) ->
+        ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server) -> ``{"type": "json_object"}``.
+        """
+        if not (isinstance(wanted, Mapping) and wanted.get("type") == "json_schema"
+                and self._format_level < len(_FORMATS) - 1):
+            return False
+        status = getattr(exc, "status_code", None) if isinstance(exc, self._openai.APIStatusError) else None
+        text = (_error_text(exc) + " " + str(exc)).lower()
+        # llama-cpp-python's server answers a response_format it cannot parse with a 500 that names it.
+        about_format = "response_format" in text or (status != 500 and "schema" in text)
+        if status not in (400, 422, 500) or not about_format:
+            return False
+        self._format_level += 1
+        request["response_format"] = _simpler_format(wanted, self._format_level)
         return True
 
     def _retry_wait(self, exc: Exception, attempt: int, attempts: int, down: bool) -> float:
@@ -294,6 +319,21 @@ def _detail(failure: Failure, exc: BaseException) -> str:
     if failure.kind == "unusable":
         return _redact(str(exc))
     return ""
+
+
+# The forms of a JSON-schema response_format, richest first (see OpenAIModel._wants_simpler_format).
+_FORMATS = ("json_schema", "json_object with schema", "json_object")
+
+
+def _simpler_format(wanted: Any, level: int) -> Any:
+    """``wanted`` (a ``json_schema`` response_format) in the form ``_FORMATS[level]``; other formats as they are."""
+    if not isinstance(wanted, Mapping) or wanted.get("type") != "json_schema" or level == 0:
+        return wanted
+    spec = wanted.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    if level == 1 and schema is not None:
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_object"}
 
 
 def _error_text(exc: Any) -> str:
