@@ -118,7 +118,7 @@ def test_substantial_system_prompt_edit_fails_clearly(examples):
     assert proc.returncode == 1
     out = proc.stdout
     assert "2 failed" in out
-    assert re.search(r"similarity -?0\.[0-4]\d\d < threshold 0\.800 \(embedding model sentence-transformers/all-MiniLM-L6-v2\)",
+    assert re.search(r"similarity -?0\.[0-4]\d\d < threshold 0\.680 \(embedding model sentence-transformers/all-MiniLM-L6-v2\)",
                      out), out[-4000:]
     assert "- contains[30 days] = false, needs must be true" in out
     assert "prompt changed" in out and "regressed" in out
