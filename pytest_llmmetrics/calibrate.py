@@ -95,38 +95,39 @@ def cut(values: Sequence[float], labels: Sequence[bool], threshold: float, highe
 
 
 def round_between(low: float, high: float, *, include_high: bool) -> float:
-    """The number with the fewest decimals in ``(low, high]`` (``[low, high)`` without ``include_high``),
-    closest to the middle: a threshold that reads well and sorts the measured values the same."""
+    """The roundest number in ``(low, high]`` (``[low, high)`` without ``include_high``), nearest the middle:
+    a threshold that reads well and sorts the measured values the same (30 between 25 and 40, 0.6 in (0.41, 0.77])."""
     middle = (low + high) / 2
-    for decimals in range(0, 7):
-        step = 10.0 ** -decimals
-        first = math.floor(low / step) * step
-        options_ = [round(first + k * step, decimals) for k in range(0, int((high - low) / step) + 3)]
-        inside = [t for t in options_ if (low < t <= high) if include_high] if include_high else \
-            [t for t in options_ if low <= t < high]
+    for power in range(6, -8, -1):
+        step = 10.0 ** power
+        first = math.floor(low / step)
+        steps = [k * step if power >= 0 else round(k * step, -power) for k in range(first, math.floor(high / step) + 1)]
+        inside = [t for t in steps if (low < t <= high if include_high else low <= t < high)]
         if inside:
             return min(inside, key=lambda t: (abs(t - middle), t))
     return middle
 
 
 def candidates(values: Sequence[float], higher_is_better: bool) -> list[float]:
-    """Every threshold that sorts the values differently: one between each pair of neighbours, and the ends."""
+    """Every threshold that sorts the values differently: one between each pair of neighbours, and the one
+    every value meets."""
     distinct = sorted(set(values))
     if higher_is_better:  # passes at value >= t: t in (v_i, v_i+1]
         between = [round_between(a, b, include_high=True) for a, b in zip(distinct, distinct[1:])]
-        return [distinct[0]] + between + [math.inf]
+        return [distinct[0]] + between
     between = [round_between(a, b, include_high=False) for a, b in zip(distinct, distinct[1:])]
-    return [-math.inf] + between + [distinct[-1]]
+    return between + [distinct[-1]]
 
 
 def best(values: Sequence[float], labels: Sequence[bool], higher_is_better: bool,
          max_false_pass: float | None = None) -> Cut | None:
     """The threshold that agrees best with the labels (accuracy, then kappa, then fewer false passes);
     with ``max_false_pass``, the best of those whose false-pass rate is at most that. None: no such threshold."""
-    cuts = [cut(values, labels, t, higher_is_better) for t in candidates(values, higher_is_better)]
+    # A threshold that no value meets (every reply fails) is no gate: never offered.
+    cuts = [cut(values, labels, t, higher_is_better) for t in candidates(values, higher_is_better)
+            if math.isfinite(t)]
     if max_false_pass is not None:
         cuts = [c for c in cuts if c.false_pass <= max_false_pass + 1e-12]
-    cuts = [c for c in cuts if math.isfinite(c.threshold)] or cuts
     if not cuts:
         return None
     return max(cuts, key=lambda c: (c.accuracy, c.kappa, -c.false_pass))
