@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_llmmetrics.calibrate import CalibrationError, run
+from pytest_llmmetrics.errors import LLMMetricsError
 from pytest_llmmetrics.options import RECORD_MODES
 from pytest_llmmetrics.values import number_problem
 
@@ -42,9 +44,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from pytest_llmmetrics.calibrate import CalibrationError, run
-    from pytest_llmmetrics.errors import LLMMetricsError
-
     if args.max_false_pass is not None and number_problem(args.max_false_pass, 0, 1):
         print(f"llmmetrics calibrate: --max-false-pass {number_problem(args.max_false_pass, 0, 1)}, e.g. 0.05",
               file=sys.stderr)

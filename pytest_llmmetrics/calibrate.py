@@ -321,7 +321,7 @@ def make_check(metric: str, row: Row) -> Check:
     if metric == "judge":
         return metrics.judge(*row.args, **row.kwargs)
     # The built-ins and the @metric functions of the conftest.py files imported by `run`.
-    return cast(Check, builtin_registry().check(metric, *row.args, **row.kwargs))
+    return builtin_registry().check(metric, *row.args, **row.kwargs)
 
 
 def measure(rows: list[Row], metric: str) -> tuple[list[tuple[Row, float]], list[str], bool | None]:
