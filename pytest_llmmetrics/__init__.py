@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pytest_llmmetrics.case_files import cases
     from pytest_llmmetrics.checks.check import Check, Measurement
     from pytest_llmmetrics.checks.registry import MetricRegistry, metric
     from pytest_llmmetrics.errors import (
@@ -21,6 +22,7 @@ __version__ = "0.1.0.dev0"
 # Public name -> module. Resolved on first access, so that loading the pytest
 # plugin (which imports this package) costs nothing for suites that never use it.
 _EXPORTS = {
+    "cases": "case_files",
     "Check": "checks.check",
     "Measurement": "checks.check",
     "MetricRegistry": "checks.registry",
@@ -42,6 +44,7 @@ __all__ = [
     "MetricRegistry",
     "ModelError",
     "Response",
+    "cases",
     "metric",
     "metrics",
 ]
