@@ -16,7 +16,7 @@ def test_return_window(llm, llm_metrics, llm_snapshot, shop):
         metrics.no_refusal(),
         metrics.word_count(max=40),
         metrics.language("en"),
-        metrics.latency(max=10),
+        metrics.latency(max=30),  # seconds: generous, as CPU-only CI runners are slow and shared
         metrics.not_truncated(),
     )
     assert reply == llm_snapshot

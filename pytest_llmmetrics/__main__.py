@@ -11,6 +11,7 @@ from pathlib import Path
 from pytest_llmmetrics.calibrate import CalibrationError, run
 from pytest_llmmetrics.errors import LLMMetricsError
 from pytest_llmmetrics.options import RECORD_MODES
+from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.values import number_problem
 
 USAGE_ERROR = 2
@@ -31,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     cal.add_argument("--max-false-pass", type=float, metavar="RATE",
                      help="also give the best threshold that lets at most this share of unacceptable replies pass")
     cal.add_argument("--json", action="store_true", help="print the result as JSON")
+    cal.add_argument("--direction", choices=("higher", "lower"),
+                     help="which values are better, for a metric that does not say (no min= or max=)")
     for flag, what in (("--llm-judge-model", "the judge model (judge)"),
                        ("--llm-embedding-model", "the embedding model (similarity)"),
                        ("--llm-device", "where embeddings run"),
@@ -49,19 +52,31 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return USAGE_ERROR
     cli = {name: value for name, value in vars(args).items() if name.startswith("llm_") and value is not None}
+    direction = None if args.direction is None else args.direction == "higher"
     try:
-        report = run(args.labels, args.metric, max_false_pass=args.max_false_pass, cli=cli)
+        report = run(args.labels, args.metric, max_false_pass=args.max_false_pass, cli=cli, direction=direction)
     except CalibrationError as exc:
-        print(f"llmmetrics calibrate: {exc}", file=sys.stderr)
-        return USAGE_ERROR
+        return _fail(str(exc), USAGE_ERROR)
     except LLMMetricsError as exc:
         text = str(exc).split("\nRecord it with:", 1)[0]
         if text != str(exc):
             text += "\nRecord it with: --llm-record-mode new_episodes"
-        print(f"llmmetrics calibrate: {text}", file=sys.stderr)
-        return 1
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+        return _fail(text, 1)
+    except Exception as exc:  # noqa: BLE001 -- a judge or metric of the user's raised: say what, not where
+        return _fail(f"{type(exc).__name__}: {exc} (raised by the metric or its model)", 1)
+    try:
+        print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
+        sys.stdout.flush()
+    except BrokenPipeError:  # `llmmetrics calibrate ... | head`: the reader left, nothing to say
+        sys.stdout = None  # no second error when Python flushes at exit
+        return 0
     return 1 if args.max_false_pass is not None and report.strict is None else 0
+
+
+def _fail(message: str, status: int) -> int:
+    """An error on stderr, secrets redacted (an exception may quote a key), and the exit status."""
+    print(f"llmmetrics calibrate: {scrub(message)}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import math
 import random
@@ -19,9 +20,10 @@ import pytest
 from pytest_llmmetrics import metrics, options
 from pytest_llmmetrics.checks.check import Check
 from pytest_llmmetrics.checks.judge import JUDGES, JudgeCall
-from pytest_llmmetrics.checks.registry import builtin_registry
-from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, Unmeasured
+from pytest_llmmetrics.checks.registry import MetricFactory, builtin_registry
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, MetricError, ModelError
 from pytest_llmmetrics.providers.cache import ModelCache
+from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.replay import PENDING_KEY, Recordings
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.semantic import engine as semantic_engine
@@ -114,9 +116,11 @@ def candidates(values: Sequence[float], higher_is_better: bool) -> list[float]:
     distinct = sorted(set(values))
     if higher_is_better:  # passes at value >= t: t in (v_i, v_i+1]
         between = [round_between(a, b, include_high=True) for a, b in zip(distinct, distinct[1:])]
-        return [distinct[0]] + between
+        low = distinct[0]
+        return [round_between(low - max(abs(low) * 0.05, 1e-6), low, include_high=True)] + between
     between = [round_between(a, b, include_high=False) for a, b in zip(distinct, distinct[1:])]
-    return between + [distinct[-1]]
+    high = distinct[-1]
+    return between + [round_between(high, high + max(abs(high) * 0.05, 1e-6), include_high=False)]
 
 
 def best(values: Sequence[float], labels: Sequence[bool], higher_is_better: bool,
@@ -152,9 +156,11 @@ def kappa_interval(values: Sequence[float], labels: Sequence[bool], threshold: f
 def load_rows(path: Path, metric: str) -> list[Row]:
     """The rows of a JSON Lines file of labelled replies; a bad line is a `CalibrationError` naming file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise CalibrationError(f"{path}: no such file; give a JSON Lines file of labelled replies") from None
+    except IsADirectoryError:
+        raise CalibrationError(f"{path}: is a folder; give a JSON Lines file of labelled replies") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"{path}: cannot be read ({exc}); save it as UTF-8 JSON Lines") from None
     rows = []
@@ -169,6 +175,8 @@ def load_rows(path: Path, metric: str) -> list[Row]:
                                    'line, e.g. {"reply": "...", "label": true}') from None
         except ValueError as exc:
             raise CalibrationError(f"{where}: {exc}") from None
+        except RecursionError:
+            raise CalibrationError(f"{where}: nested too deeply to read") from None
         rows.append(_row(data, number, where, metric))
     if not rows:
         raise CalibrationError(f"{path}: no labelled replies in it")
@@ -269,7 +277,8 @@ def _read_ini(path: Path) -> dict[str, str] | None:
         if path.name == "pyproject.toml":
             table = tomllib.loads(path.read_text(encoding="utf-8")).get("tool", {}).get("pytest", {})
             section = table.get("ini_options", table if table else None)
-            return None if section is None else {k: str(v) for k, v in section.items()}
+            return None if section is None else {k: " ".join(map(str, v)) if isinstance(v, list) else str(v)
+                                                 for k, v in section.items()}
         ini = iniconfig.IniConfig(str(path))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, iniconfig.ParseError) as exc:
         raise CalibrationError(f"{path}: cannot be read: {exc}") from None
@@ -324,30 +333,45 @@ def make_check(metric: str, row: Row) -> Check:
     return builtin_registry().check(metric, *row.args, **row.kwargs)
 
 
-def measure(rows: list[Row], metric: str) -> tuple[list[tuple[Row, float]], list[str], bool | None]:
-    """Every row's value; rows that could not be measured (``"line N: why"``); the metric's direction."""
+def measure(rows: list[Row], metric: str, file: Path,
+            direction: bool | None = None) -> tuple[list[tuple[Row, float]], list[str], bool | None]:
+    """Every row's value; rows that could not be measured (``"line N: why"``); the metric's direction.
+
+    ``direction`` (from ``--direction``) overrides the metric's. A row whose judge call fails
+    (unreadable, timed out, raised) is left out and listed; a bad metric or argument is an error.
+    """
     groups: dict[str, list[Row]] = {}
     for row in rows:  # rows with the same arguments share one check: judged at once, encoded in one batch
         key = json.dumps([row.args, row.kwargs], sort_keys=True, default=repr)
         groups.setdefault(key, []).append(row)
     values: dict[int, float] = {}
-    failed: list[str] = []
-    direction: bool | None = None
+    failed: dict[int, str] = {}
+    directions: dict[bool, int] = {}
     for group in groups.values():
         try:
             check = make_check(metric, group[0])
         except ConfigError as exc:
-            raise CalibrationError(f"line {group[0].line}: {exc}") from None
-        direction = check.higher_is_better if direction is None else direction
+            raise CalibrationError(f"{file}:{group[0].line}: {exc}") from None
+        if check.higher_is_better is not None:
+            directions.setdefault(check.higher_is_better, group[0].line)
         if check.prepare is not None:
-            check.prepare([r.reply for r in group])
+            try:
+                check.prepare([r.reply for r in group])
+            except (MetricError, ModelError):
+                pass  # measured row by row below, each failure left out on its own
         for row in group:
             try:
                 values[row.line] = check.evaluate(row.reply).value
-            except Unmeasured as exc:
-                failed.append(f"line {row.line}: {exc}")
+            except (MetricError, ModelError) as exc:
+                failed[row.line] = f"line {row.line}: {scrub(str(exc))}"
+    if direction is None and len(directions) > 1:
+        raise CalibrationError(f"{file}: the rows disagree on the metric's direction (line {directions[True]}: "
+                               f"higher is better, line {directions[False]}: lower is better); give all rows "
+                               "the same bounds, or say which with --direction higher|lower")
+    if direction is None and directions:
+        direction = next(iter(directions))
     measured = [(r, values[r.line]) for r in rows if r.line in values]
-    return measured, sorted(failed, key=lambda s: int(s.split()[1].rstrip(":"))), direction
+    return measured, [failed[line] for line in sorted(failed)], direction
 
 
 # --- the command ---------------------------------------------------------------------------------------------
@@ -409,7 +433,8 @@ class Report:
             else:
                 lines.append(f"at most {self.max_false_pass:.1%} false passes:")
                 lines += _cut_lines(self.strict, sign, self.acceptable, self.unacceptable)
-                lines.append(f"  kappa        {self.strict.kappa:.2f}")
+                lines.append(f"  kappa        {self.strict.kappa:.2f}"
+                             + (f" (below {WEAK_KAPPA}: a weak gate)" if self.strict.kappa < WEAK_KAPPA else ""))
                 lines.append(f"  paste        {self.strict_paste}")
         for problem in self.not_measured:
             lines.append(f"not measured (left out): {problem}")
@@ -431,19 +456,35 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
-def paste_line(metric: str, threshold: float, higher_is_better: bool) -> str:
-    """The ini line or check argument that sets the threshold."""
+def paste_line(metric: str, threshold: float, higher_is_better: bool, args: Sequence[Any] = ()) -> str:
+    """The ini line or check argument that sets the threshold; for a check whose bound is fixed, what to do."""
     bound = "min" if higher_is_better else "max"
+    value = _num(threshold)
     if metric == "similarity":
-        return f"llm_similarity_threshold = {_num(threshold)}"
+        return f"llm_similarity_threshold = {value}"
     if metric == "judge":
-        return f"metrics.judge(criteria, min={_num(threshold)})"
+        return f"metrics.judge(criteria, min={value})"
+    factory = builtin_registry().get(metric)
+    if bound not in _parameters(factory):
+        return (f"{metric} has a fixed bound (it takes no {bound}=); to gate its value at {value}, record it with "
+                f"a @metric(..., {bound}={value}) of your own")
+    shown = "".join(f"{a!r}, " for a in args)
     if metric in metrics.__all__:
-        return f"metrics.{metric}({bound}={_num(threshold)})"
-    return f"llm_metrics.check({metric!r}, {bound}={_num(threshold)})"
+        return f"metrics.{metric}({shown}{bound}={value})"
+    return f"llm_metrics.check({metric!r}, {shown}{bound}={value})"
 
 
-def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[str, Any]) -> Report:
+def _parameters(factory: Any) -> set[str]:
+    if isinstance(factory, MetricFactory):
+        return {"min", "max"}
+    try:
+        return set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        return {"min", "max"}
+
+
+def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[str, Any],
+        direction: bool | None = None) -> Report:
     """Measure, then calibrate: the `Report` of the ``calibrate`` command."""
     inipath, ini = find_ini(labels.resolve().parent)
     rootpath = inipath.parent if inipath else Path.cwd()
@@ -453,7 +494,7 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
         providers = options.provider_options(config)
     except pytest.UsageError as exc:
         raise CalibrationError(str(exc)) from None
-    _import_conftests(rootpath, labels.resolve().parent)
+    looked = _import_conftests(rootpath, labels.resolve().parent, ini.get("testpaths", ""))
     rows = load_rows(labels, metric)
     engine = semantic_engine.for_run(options.get(config, "llm_embedding_model"), options.get(config, "llm_device"),
                                      options.metrics_dir(config) / "cache",
@@ -466,7 +507,12 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
                     recorder.wrap if recorder is not None else None)
     token = JUDGES.set(judges)
     try:
-        measured, failed, direction = measure(rows, metric)
+        try:
+            measured, failed, direction = measure(rows, metric, labels, direction)
+        except CalibrationError as exc:
+            if "unknown metric" in str(exc):
+                raise CalibrationError(f"{exc} (@metric functions are read from {looked})") from None
+            raise
     finally:
         JUDGES.reset(token)
         semantic_engine.activate(previous)
@@ -474,7 +520,7 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
             recorder.save()
     if direction is None:
         raise CalibrationError(f"metric {metric!r} has no direction (higher or lower is better), so no threshold "
-                               "can be chosen for it; calibrate a metric with min= or max=")
+                               "can be chosen for it; say which with --direction higher|lower")
     values = [v for _, v in measured]
     labels_ = [r.label for r, _ in measured]
     good = sum(labels_)
@@ -486,15 +532,19 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
     low, high = kappa_interval(values, labels_, chosen.threshold, direction)
     strict = best(values, labels_, direction, max_false_pass) if max_false_pass is not None else None
     return Report(metric, str(labels), len(measured), good, len(labels_) - good, direction, chosen, low, high,
-                  paste_line(metric, chosen.threshold, direction), strict,
+                  paste_line(metric, chosen.threshold, direction, rows[0].args if metric not in ("similarity", "judge")
+                             and all(r.args == rows[0].args for r in rows) else ()), strict,
                   paste_line(metric, strict.threshold, direction) if strict else None, max_false_pass, failed)
 
 
-def _import_conftests(rootpath: Path, folder: Path) -> None:
-    """Import the conftest.py files from the rootdir down to the labels' folder: their ``@metric`` functions."""
-    paths = [p / "conftest.py" for p in (*reversed(folder.parents), folder)
-             if p == rootpath or rootpath in p.parents]
-    for path in paths:
+def _import_conftests(rootpath: Path, folder: Path, testpaths: str) -> str:
+    """Import the conftest.py files from the rootdir down to the labels' folder and to each of the ini's
+    ``testpaths``: their ``@metric`` functions. Returns where it looked, for messages."""
+    folders: list[Path] = []
+    for target in [folder] + [rootpath / t for t in testpaths.split()]:
+        chain = [p for p in (*reversed(target.parents), target) if p == rootpath or rootpath in p.parents]
+        folders += [p for p in chain if p not in folders]
+    for path in (p / "conftest.py" for p in folders):
         if not path.is_file():
             continue
         sys.path.insert(0, str(path.parent))
@@ -504,7 +554,9 @@ def _import_conftests(rootpath: Path, folder: Path) -> None:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001 -- a user's file: say which and why
-            raise CalibrationError(f"{path}: importing it failed: {type(exc).__name__}: {exc}") from None
+            raise CalibrationError(f"{path}: importing it failed: {type(exc).__name__}: {scrub(str(exc))}") from None
+    shown = [str(p.relative_to(rootpath) / "conftest.py") if p != rootpath else "conftest.py" for p in folders]
+    return ", ".join(shown) + f" under {rootpath}"
 
 
 class _Recorder:

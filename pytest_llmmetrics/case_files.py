@@ -117,6 +117,8 @@ def _loads(raw: str, file: Path, line: int) -> Any:
         raise ConfigError(f"{file}:{line + exc.lineno - 1}: not JSON: {exc.msg} (column {exc.colno})") from None
     except ValueError as exc:
         raise ConfigError(f"{file}:{line}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}:{line}: nested too deeply to read") from None
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -145,6 +147,8 @@ def _json(text: str, file: Path) -> Iterator[tuple[int, Any]]:
             raise ConfigError(f"{file}:{exc.lineno}: not JSON: {exc.msg} (column {exc.colno})") from None
         except ValueError as exc:
             raise ConfigError(f"{file}:{_line(text, at)}: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{file}:{_line(text, at)}: nested too deeply to read") from None
         yield _line(text, at), value
         at = _skip(text, end)
         if text.startswith(",", at):

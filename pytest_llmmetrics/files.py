@@ -113,6 +113,9 @@ def load_json(text: str, path: Path | str, fix: str) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicate_fields)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}). {fix}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}:1: nested too deeply to read (arrays or objects inside each other thousands "
+                          f"of levels deep); this is no file the plugin wrote. {fix}") from None
     except _DuplicateField as exc:
         first, second = _duplicate_field_lines(text, exc.name)
         raise ConfigError(

@@ -9,7 +9,7 @@ from typing import Any
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.markers import LLMSettings, apply, validate_kwargs
-from pytest_llmmetrics.providers.call import call_model
+from pytest_llmmetrics.providers.call import acall_model, call_model
 from pytest_llmmetrics.providers.spec import model_name
 from pytest_llmmetrics.response import Response
 
@@ -122,4 +122,77 @@ class LLM:
 
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
         response = call_model(self.model, self.name, messages, params, self.timeout)
+        return dataclasses.replace(response, messages=tuple(dict(m) for m in messages))
+
+
+class AsyncLLM:
+    """The object behind the ``allm`` fixture: `LLM`'s methods as coroutines, on the test's event loop.
+
+    ``await allm(prompt)``, ``await allm.chat(messages)``, ``await allm.sample(prompt, n)``
+    take the same arguments and settings as ``llm`` and give the same replies; recordings,
+    timeouts, retries and fingerprints are shared with it. ``openai:`` models use the
+    official async client, ``async def`` ``py:`` models are awaited, and the rest
+    (``local``, sync ``py:`` models) run in a worker thread, so the loop is never blocked.
+    It starts no event loop of its own: it runs in tests that pytest-asyncio or anyio's
+    pytest plugin runs (asyncio, or trio through anyio).
+    """
+
+    def __init__(self, llm: LLM) -> None:
+        self._llm = llm
+        self.name = llm.name
+        self.settings = llm.settings
+
+    def __repr__(self) -> str:
+        return "<allm" + repr(self._llm)[len("<llm"):]
+
+    async def __call__(self, prompt: str, **overrides: Any) -> Response:
+        if not isinstance(prompt, str):
+            raise ConfigError(f"allm() takes the prompt as a string, got {type(prompt).__name__}")
+        return await self.chat([{"role": "user", "content": prompt}], **overrides)
+
+    async def chat(self, messages: Sequence[Mapping[str, str]], **overrides: Any) -> Response:
+        llm = self._llm
+        settings = llm._settings(overrides)
+        checked = llm._messages(messages, settings)
+        return await self._call(checked, llm._note(checked, settings))
+
+    async def sample(self, prompt: str | Sequence[Mapping[str, str]], n: int, **overrides: Any) -> list[Response]:
+        """``n`` replies, sent at once to a model that answers in parallel (bounded by ``llm_concurrency``).
+
+        The same seeds, order and failure rule as ``llm.sample``: the first sample that
+        fails fails the call, and samples not yet sent are not sent.
+        """
+        import anyio
+
+        llm = self._llm
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"allm.sample(): n must be an int >= 1, got {n!r}")
+        settings = llm._settings(overrides)
+        conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = llm._messages(conversation, settings)
+        each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
+                for i in range(n)]
+        llm._note(messages, settings, samples=n)
+        limiter = anyio.CapacityLimiter(max(1, min(n, int(getattr(llm.model, "max_concurrency", 1) or 1))))
+        replies: list[Response | None] = [None] * n
+        failed: list[BaseException] = []
+
+        async def one(i: int, params: dict[str, Any]) -> None:
+            async with limiter:
+                try:
+                    replies[i] = await self._call(messages, params)
+                except Exception as exc:  # noqa: BLE001 -- the first failure fails the call, plainly
+                    failed.append(exc)
+                    group.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as group:
+            for i, s in enumerate(each):
+                group.start_soon(one, i, s.call_params())
+        if failed:
+            raise failed[0]
+        return [r for r in replies if r is not None]
+
+    async def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
+        llm = self._llm
+        response = await acall_model(llm.model, llm.name, messages, params, llm.timeout)
         return dataclasses.replace(response, messages=tuple(dict(m) for m in messages))

@@ -152,9 +152,9 @@ class MetricsRecorder:
     def registry(self) -> MetricRegistry:
         return self._registry_factory()
 
-    def check(self, name: str, *args: Any, **kwargs: Any) -> Check:
-        """A named metric (built-in, ``@metric`` or from a plugin) built with arguments."""
-        return self.registry.check(name, *args, **kwargs)
+    def check(self, metric: str, /, *args: Any, **kwargs: Any) -> Check:
+        """A named metric (built-in, ``@metric`` or from a plugin) built with arguments (``name=`` renames it)."""
+        return self.registry.check(metric, *args, **kwargs)
 
     def record(self, name: str, value: float | bool, *, higher_is_better: bool | None = None,
                track: str | None = None) -> None:

@@ -16,7 +16,7 @@ from pytest_llmmetrics.semantic import engine as semantic_engine
 
 if TYPE_CHECKING:
     from pytest_llmmetrics.checks.registry import MetricRegistry
-    from pytest_llmmetrics.llm import LLM
+    from pytest_llmmetrics.llm import LLM, AsyncLLM
     from pytest_llmmetrics.llm_metrics import MetricsRecorder
     from pytest_llmmetrics.providers.cache import ModelCache
     from pytest_llmmetrics.replay import Recordings
@@ -290,6 +290,19 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     if recordings is not None:
         model = recordings.wrap(model, request.node, timeout)
     return LLM(model, _test_settings(request.node), on_send=recorder_for(request.node).note_call, timeout=timeout)
+
+
+@pytest.fixture
+def allm(llm: LLM) -> AsyncLLM:
+    """The ``llm`` fixture for async tests: ``await allm(prompt)``, ``await allm.chat(messages)``,
+    ``await allm.sample(prompt, n)``.
+
+    Same settings, recordings, timeouts and metrics as ``llm``; it runs on the test's own
+    event loop (pytest-asyncio, or anyio's pytest plugin) and never starts one.
+    """
+    from pytest_llmmetrics.llm import AsyncLLM
+
+    return AsyncLLM(llm)
 
 
 def _test_settings(item: pytest.Item) -> markers.LLMSettings:

@@ -18,7 +18,7 @@ import pytest
 from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
-from pytest_llmmetrics.providers.call import call_model
+from pytest_llmmetrics.providers.call import acall_model, call_model
 from pytest_llmmetrics.providers.spec import model_name
 from pytest_llmmetrics.redact import env_secrets, safe_params, scrub
 from pytest_llmmetrics.response import Response, field_problem
@@ -350,7 +350,32 @@ class RecordingModel:
     def __repr__(self) -> str:
         return f"<recorded {self.spec} ({self._recordings.mode})>"
 
+    is_async = True  # under allm, replays never leave the event loop; a real call goes to the inner model
+
     def __call__(self, messages: list[dict[str, str]], **params: Any) -> Response:
+        replayed, request = self._replay(messages, params)
+        if replayed is not None:
+            return replayed
+        response = call_model(self.inner, self.spec, messages, params, self.timeout)
+        self._record(request, messages, response)
+        return response
+
+    async def acall(self, messages: list[dict[str, str]], **params: Any) -> Response:
+        """The same under the ``allm`` fixture: the real call through `acall_model`."""
+        replayed, request = self._replay(messages, params)
+        if replayed is not None:
+            return replayed
+        response = await acall_model(self.inner, self.spec, messages, params, self.timeout)
+        self._record(request, messages, response)
+        return response
+
+    def _replay(self, messages: list[dict[str, str]], params: dict[str, Any]) -> tuple[Response | None,
+                                                                                       tuple[str, int, Any]]:
+        """The recorded reply to this request, if the mode replays it; else None (call the model).
+
+        Also the request's key, episode and stored parameters, for `_record`. A request the mode
+        must replay and cannot is a `ModelError` saying how to record it.
+        """
         stored_params = safe_params(params)
         key = request_key(self.spec, messages, stored_params)
         with self._lock:  # llm.sample may call from several threads
@@ -363,10 +388,13 @@ class RecordingModel:
             if entry is not None and index < len(entry["replies"]):
                 reply = entry["replies"][index]
                 return Response(text=reply["text"], model=self.spec,
-                                **{f: reply.get(f) for f in REPLY_FIELDS})
+                                **{f: reply.get(f) for f in REPLY_FIELDS}), (key, index, stored_params)
             if mode == "none" or (mode == "once" and self._recordings.existed(self._path)):
                 raise ModelError(self._missing(messages, stored_params, entries, entry, index))
-        response = call_model(self.inner, self.spec, messages, params, self.timeout)
+        return None, (key, index, stored_params)
+
+    def _record(self, request: tuple[str, int, Any], messages: list[dict[str, str]], response: Response) -> None:
+        key, index, stored_params = request
         reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
         with self._lock:
             self._pending.append({
@@ -374,7 +402,6 @@ class RecordingModel:
                 "key": key, "index": index, "test": self._item.nodeid, "model": self.spec,
                 "params": stored_params, "messages": [dict(m) for m in messages], "reply": reply,
             })
-        return response
 
     def _missing(self, messages: list[dict[str, str]], params: dict[str, Any],
                  entries: Mapping[str, dict[str, Any]], entry: dict[str, Any] | None, index: int) -> str:

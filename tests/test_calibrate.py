@@ -228,3 +228,90 @@ def test_bad_input_is_an_error_naming_the_file_and_line(tmp_path, lines, args, m
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_secrets_in_errors_are_redacted(tmp_path, monkeypatch):
+    key = "sk-proj-abcdefghijklmnopqrstuvwxyz123456"
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_judge_model = py:judge:grade\n")
+    (tmp_path / "judge.py").write_text(f"def grade(messages, **params):\n    raise RuntimeError('key {key}')\n")
+    write_rows(tmp_path / "labels.jsonl", [{"reply": "a", "criteria": "c", "label": True},
+                                           {"reply": "b", "criteria": "c", "label": False}])
+    proc = cli(tmp_path, "labels.jsonl", "--metric", "judge")
+    assert proc.returncode == 1
+    assert "RuntimeError" in proc.stderr and key not in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "conftest.py").write_text(f"raise RuntimeError('token ghp_{'a' * 36}')\n")
+    proc = cli(tmp_path, "labels.jsonl", "--metric", "judge")
+    assert proc.returncode == 2 and "conftest.py: importing it failed: RuntimeError" in proc.stderr
+    assert "ghp_" + "a" * 36 not in proc.stderr
+
+
+def test_rows_whose_judge_call_fails_are_left_out(tmp_path):
+    (tmp_path / "pytest.ini").write_text("[pytest]\nllm_judge_model = py:judge:grade\n")
+    (tmp_path / "judge.py").write_text(dedent("""
+        import json
+        def grade(messages, **params):
+            if "BOOM" in messages[1]["content"]:
+                raise RuntimeError("the judge fell over")
+            return json.dumps({"score": 5 if "good" in messages[1]["content"] else 1, "reason": "r"})
+        """))
+    write_rows(tmp_path / "labels.jsonl", [{"reply": "good", "criteria": "c", "label": True},
+                                           {"reply": "bad", "criteria": "c", "label": False},
+                                           {"reply": "BOOM", "criteria": "c", "label": True}])
+    proc = cli(tmp_path, "labels.jsonl", "--metric", "judge")
+    assert proc.returncode == 1 and "RuntimeError: the judge fell over" in proc.stderr  # a bug in the judge: stop
+    (tmp_path / "judge.py").write_text(dedent("""
+        import json, time
+        def grade(messages, **params):
+            if "BOOM" in messages[1]["content"]:
+                time.sleep(5)
+            return json.dumps({"score": 5 if "good" in messages[1]["content"] else 1, "reason": "r"})
+        """))
+    proc = cli(tmp_path, "labels.jsonl", "--metric", "judge", "--llm-timeout", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 rows (1 acceptable, 1 not)" in proc.stdout
+    assert "not measured (left out): line 3: model py:judge:grade gave no answer within 0.5 s" in proc.stdout
+
+
+def test_fixed_bound_checks_and_directions(tmp_path):
+    write_rows(tmp_path / "pii.jsonl", [{"reply": "mail me at a@b.example", "label": False},
+                                        {"reply": "hello", "label": True}])
+    result = json.loads(cli(tmp_path, "pii.jsonl", "--metric", "no_pii", "--json").stdout)
+    assert result["paste"].startswith("no_pii has a fixed bound (it takes no max=)")
+    rows = [{"reply": "a b c", "label": True, "kwargs": {"max": 5}}, {"reply": "a b c d e f g", "label": False}]
+    write_rows(tmp_path / "words.jsonl", rows)
+    proc = cli(tmp_path, "words.jsonl", "--metric", "word_count")
+    assert proc.returncode == 0 and "threshold    <= 5" in proc.stdout  # rows without bounds follow the others
+    rows[1]["kwargs"] = {"min": 2}
+    write_rows(tmp_path / "words.jsonl", rows)
+    proc = cli(tmp_path, "words.jsonl", "--metric", "word_count")
+    assert proc.returncode == 2 and "the rows disagree on the metric's direction" in proc.stderr
+    write_rows(tmp_path / "plain.jsonl", [{"reply": "a b c", "label": True}, {"reply": "a b c d e f g", "label": False}])
+    proc = cli(tmp_path, "plain.jsonl", "--metric", "word_count", "--direction", "lower", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["paste"] == "metrics.word_count(max=5)"
+
+
+def test_metrics_from_the_testpaths_conftest_and_a_bom(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "conftest.py").write_text(dedent("""
+        import pytest_llmmetrics
+
+        @pytest_llmmetrics.metric(min=0.5)
+        def shouting(reply) -> float:
+            letters = [c for c in reply.text if c.isalpha()]
+            return sum(c.isupper() for c in letters) / len(letters)
+        """))
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / "l.jsonl").write_bytes(
+        b'\xef\xbb\xbf{"reply": "HELLO THERE", "label": true}\n{"reply": "hello there", "label": false}\n'
+        b'{"reply": "HELLO there", "label": true}\n')
+    proc = cli(tmp_path, "calibration/l.jsonl", "--metric", "shouting", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["threshold"] == 0.2
+    proc = cli(tmp_path, "calibration/l.jsonl", "--metric", "whispering")
+    assert "unknown metric 'whispering'" in proc.stderr and "tests/conftest.py" in proc.stderr
+
+
+def test_the_lowest_threshold_reads_well():
+    assert cal.candidates([0.415481, 0.9], True)[0] == 0.4
+    assert cal.candidates([12.0, 31.7], False)[-1] == 32  # every value passes at <= 32

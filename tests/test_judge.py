@@ -129,11 +129,18 @@ def test_the_check():
     ({"criteria": "x", "examples": [("good reply", 7)]}, "example 0: the score must be an integer from 1 to 5"),
     ({"criteria": "x", "examples": ["just a reply"]}, "example 0 must be (reply, score)"),
     ({"criteria": "x", "name": " "}, "name=' ' must be a non-empty string"),
+    ({"criteria": "x", "model": 42}, "model= is a model spec string"),
+    ({"criteria": "x", "examples": "Thanks!"}, "examples= is a list of graded examples"),
+    ({"criteria": "x", "examples": [{"reply": "Hi", "score": 4, "why": "ok"}]}, "example 0 has unknown key(s) 'why'"),
 ])
 def test_bad_arguments_say_what_to_write(kwargs, message):
     criteria = kwargs.pop("criteria")
     with pytest.raises(ConfigError, match="judge: " + message.replace("(", r"\(").replace(")", r"\)")):
         metrics.judge(criteria, **kwargs)
+
+
+def test_no_examples_is_fine():
+    assert metrics.judge("Polite", examples=None).name == "judge[Polite]"
 
 
 def test_a_judge_outside_a_test_says_where_it_works():
@@ -342,3 +349,22 @@ def test_the_real_llama_cpp_server_as_judge_recorded_then_replayed(bot, llama_se
     values = [json.loads((bot.path / name).read_text())["rows"][0]["values"]["current"]
               for name in ("live.json", "replay.json")]
     assert values[0] == values[1]
+
+
+def test_samples_refused_together_step_down_one_form_only(bot):
+    """Concurrent judge requests that the server refuses at once each fall back to the next form, not past it."""
+    refusal = ("status", 500, {}, "1 validation error: response_format.type: Input should be 'text' or 'json_object'")
+    answer = ("ok", '{"score": 5, "reason": "Fine."}')
+    with FaultServer([refusal] * 3, default=answer) as server:
+        bot.makeini(f"[pytest]\nllm_judge_model = openai:judge\nllm_base_url = {server.base_url}\n"
+                    "llm_concurrency = 3\nllm_retry_backoff = 0\n")
+        bot.makepyfile(test_a=dedent("""
+            from pytest_llmmetrics import metrics
+
+            def test_it(llm_metrics):
+                llm_metrics.expect(["a", "b", "c"], metrics.judge("Clear"))
+            """))
+        bot.runpytest("-p", "no:xdist").assert_outcomes(passed=1)
+    kinds = [(s.body["response_format"]["type"], "schema" in s.body["response_format"]) for s in server.seen]
+    assert kinds.count(("json_schema", False)) == 3 and kinds.count(("json_object", True)) == 3
+    assert len(kinds) == 6

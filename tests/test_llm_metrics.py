@@ -317,3 +317,11 @@ def test_reply_fields_are_checked_where_the_reply_is_made(field, value, message)
 
     with pytest.raises(ReplyError, match=re.escape(f"Response.{message}")):
         Response(text="ok", **{field: value})
+
+
+def test_a_named_check_from_the_registry_can_be_renamed():
+    from pytest_llmmetrics.checks.registry import builtin_registry
+
+    registry = builtin_registry()
+    assert registry.check("word_count", max=3, name="short").name == "short"
+    assert registry.check("contains", "Paris", name="capital").name == "capital"

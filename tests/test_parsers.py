@@ -229,3 +229,21 @@ def test_a_recording_with_an_impossible_reply_field_names_the_file_and_line(tmp_
         assert str(exc).startswith(f"{path}:") and "latency_s must be a number of seconds >= 0" in str(exc), exc
     else:  # pragma: no cover
         raise AssertionError("a recording with latency NaN loaded")
+
+
+def test_json_nested_beyond_the_recursion_limit_is_an_error_not_a_crash(tmp_path):
+    from pytest_llmmetrics import replay
+
+    deep = '{"format": 1, "tests": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(deep)
+    recording = tmp_path / "test_x.llm.json"
+    recording.write_text(deep)
+    for load, path in ((store.load_baseline, baseline), (replay.load, recording)):
+        try:
+            load(path)
+        except ConfigError as exc:
+            assert str(exc).startswith(f"{path}:1: nested too deeply to read"), exc
+        else:  # pragma: no cover
+            raise AssertionError(f"{path.name} loaded")
+        assert path.read_text() == deep

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from pytest_llmmetrics.checks.check import Check, Measurement
 from pytest_llmmetrics.errors import ConfigError, Unmeasured
-from pytest_llmmetrics.providers.spec import check_spec
+from pytest_llmmetrics.providers.spec import KNOWN_SPECS, check_spec
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.values import number_problem
@@ -196,10 +196,19 @@ def _quote(text: str, limit: int = 200) -> str:
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "\u2026")
 
 
-def _examples(examples: Iterable[Any], scale: int) -> tuple[tuple[str, int, str], ...]:
+def _examples(examples: Iterable[Any] | None, scale: int) -> tuple[tuple[str, int, str], ...]:
+    if examples is None:
+        return ()
+    if isinstance(examples, (str, bytes, Mapping)) or not isinstance(examples, Iterable):
+        raise ConfigError(f"judge: examples= is a list of graded examples like [('Thanks!', 5)], got "
+                          f"{examples!r:.80}")
     out = []
     for i, example in enumerate(examples):
         if isinstance(example, Mapping):
+            unknown = sorted(set(example) - {"reply", "score", "reason"})
+            if unknown:
+                raise ConfigError(f"judge: example {i} has unknown key(s) {', '.join(map(repr, unknown))}; "
+                                  "the keys are 'reply', 'score' and 'reason'")
             reply, score, reason = example.get("reply"), example.get("score"), example.get("reason", "")
         elif isinstance(example, (tuple, list)) and len(example) in (2, 3):
             reply, score, reason = (*example, "")[:3]
@@ -222,7 +231,7 @@ def _label(criteria: str) -> str:
 
 
 def judge(criteria: str, *, model: str | None = None, min: float | None = None, scale: int = 5,
-          examples: Iterable[Any] = (), name: str | None = None) -> Check:
+          examples: Iterable[Any] | None = (), name: str | None = None) -> Check:
     """A judge model grades the reply (and the conversation that produced it) against ``criteria``.
 
     The judge answers ``{"score": 1..scale, "reason": "..."}``; the metric's value
@@ -242,6 +251,8 @@ def judge(criteria: str, *, model: str | None = None, min: float | None = None, 
     if isinstance(scale, bool) or not isinstance(scale, int) or not 2 <= scale <= MAX_SCALE:
         raise ConfigError(f"judge: scale={scale!r} must be an int from 2 to {MAX_SCALE} (a rubric of 1..scale)")
     if model is not None:
+        if not isinstance(model, str):
+            raise ConfigError(f"judge: model= is a model spec string ({KNOWN_SPECS}), got {model!r:.80}")
         try:
             check_spec(model)
         except ConfigError as exc:

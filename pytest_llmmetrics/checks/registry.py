@@ -160,19 +160,24 @@ class MetricRegistry:
             "Define your own with @pytest_llmmetrics.metric, or install the plugin that provides it."
         )
 
-    def check(self, name: str, *args: Any, **kwargs: Any) -> Check:
-        """Build the named check: ``registry.check("word_count", max=50)``."""
-        factory = self.get(name)
+    def check(self, metric: str, /, *args: Any, **kwargs: Any) -> Check:
+        """Build the named check: ``registry.check("word_count", max=50)`` (``name=`` renames it)."""
+        factory = self.get(metric)
         signature = _signature(factory)
+        rename = None
+        if "name" in kwargs and (signature is None or "name" not in signature.parameters):
+            rename = kwargs.pop("name")  # a built-in takes no name=: the check is renamed once built
+            if rename is not None and (not isinstance(rename, str) or not rename.strip()):
+                raise ConfigError(f"metric {metric!r}: name={rename!r} must be a non-empty string")
         if signature is not None:
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as exc:
-                raise ConfigError(f"metric {name!r}: {exc}; it takes {name}{signature}") from None
+                raise ConfigError(f"metric {metric!r}: {exc}; it takes {metric}{signature}") from None
         result = factory(*args, **kwargs)
         if not isinstance(result, Check):
-            raise ConfigError(f"metric {name!r} did not build a Check (got {type(result).__name__})")
-        return result
+            raise ConfigError(f"metric {metric!r} did not build a Check (got {type(result).__name__})")
+        return result if rename is None else result.named(rename)
 
     def names(self) -> list[str]:
         return sorted(set(self._factories) | set(state.DECORATED))

@@ -68,7 +68,10 @@ class ModelCache:
             return LocalModel(timeout=self.options.timeout)
         if kind == "openai":
             return OpenAIModel(target, self.options)
-        return CallableModel(import_callable(spec, target, self.rootdir), spec)
+        model = CallableModel(import_callable(spec, target, self.rootdir), spec)
+        if model.is_async:  # an async model answers several requests at once (allm.sample), bounded
+            model.max_concurrency = self.options.concurrency
+        return model
 
 
 class LazyModel:

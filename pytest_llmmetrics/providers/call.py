@@ -37,7 +37,11 @@ def call_model(model: Any, name: str, messages: list[dict[str, str]], params: di
                 ) from None
     except ReplyError as exc:  # Response(text=None) made inside the model
         raise ModelError(f"model {name} returned an unusable reply: {exc}") from None
-    elapsed = time.perf_counter() - start
+    return as_reply(result, name, time.perf_counter() - start)
+
+
+def as_reply(result: Any, name: str, elapsed: float) -> Response:
+    """What a model returned, as a `Response` timed by ``elapsed`` where the model did not time itself."""
     if isinstance(result, str):
         return Response(text=result, model=name, latency_s=elapsed)
     if isinstance(result, Response):
@@ -51,6 +55,35 @@ def call_model(model: Any, name: str, messages: list[dict[str, str]], params: di
         f"model {name} returned {type(result).__name__} ({result!r:.80}); a model must return "
         "a str or a pytest_llmmetrics.Response"
     )
+
+
+async def acall_model(model: Any, name: str, messages: list[dict[str, str]], params: dict[str, Any],
+                      timeout: float | None = None) -> Response:
+    """`call_model` for the ``allm`` fixture, on the test's event loop (asyncio or trio, through anyio).
+
+    A model with an ``acall`` coroutine (``openai:`` with the async client, an ``async def``
+    ``py:`` model, recorded replies) is awaited, given up on after ``timeout`` seconds unless it
+    keeps its own time (``enforces_timeout``); any other model (``local``, a sync ``py:`` model)
+    runs in a worker thread, exactly as `call_model` runs it, so the event loop is never blocked.
+    """
+    import anyio
+
+    if not callable(getattr(model, "acall", None)) or not getattr(model, "is_async", True):
+        return await anyio.to_thread.run_sync(call_model, model, name, messages, params, timeout)
+    start = time.perf_counter()
+    try:
+        if timeout is None or getattr(model, "enforces_timeout", False):
+            result = await model.acall(messages, **params)
+        else:
+            try:
+                with anyio.fail_after(timeout):
+                    result = await model.acall(messages, **params)
+            except TimeoutError:
+                raise ModelError(f"{no_answer(f'model {name}', timeout)}; the call was cancelled. Make the model "
+                                 "answer in time, or raise --llm-timeout / llm_timeout") from None
+    except ReplyError as exc:
+        raise ModelError(f"model {name} returned an unusable reply: {exc}") from None
+    return as_reply(result, name, time.perf_counter() - start)
 
 
 def no_answer(model: str, timeout: float) -> str:

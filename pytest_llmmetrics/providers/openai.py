@@ -17,6 +17,8 @@ from pytest_llmmetrics.providers.spec import ProviderOptions
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.response import Response
 
+# One async client per model per event loop run (an anyio RunVar, made on first use).
+_ASYNC_CLIENTS: Any = None
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 60.0
 RETRIABLE_STATUS = frozenset({408, 409, 429})
@@ -58,6 +60,7 @@ class OpenAIModel:
     """
 
     enforces_timeout = True  # the client waits llm_timeout per attempt, between retries: call it directly
+    is_async = True  # under allm: the official async client
 
     def __init__(self, name: str, options: ProviderOptions) -> None:
         self.name = name
@@ -102,8 +105,7 @@ class OpenAIModel:
             self._client = client
             return client
 
-    def __call__(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Response:
-        client = self._connect()
+    def _request(self, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> dict[str, Any]:
         known = {k: v for k, v in params.items() if k in self._known}
         extra = {k: v for k, v in params.items() if k not in self._known}  # server-specific, e.g. top_k
         if "max_tokens" in known and self._max_tokens_name != "max_tokens":
@@ -114,6 +116,19 @@ class OpenAIModel:
         request = dict(model=self.name, messages=[dict(m) for m in messages], **known)
         if extra:
             request["extra_body"] = extra
+        return request
+
+    def _next_wait(self, exc: Exception, request: dict[str, Any], wanted_format: Any, attempt: int, attempts: int,
+                   down: bool) -> float | None:
+        """After a failed attempt: None to resend now (same attempt), else seconds to wait (or raise: it is over)."""
+        if self._wants_max_completion_tokens(exc, request) or self._wants_simpler_format(exc, request, wanted_format):
+            return None
+        return self._retry_wait(exc, attempt, attempts, down)
+
+    def __call__(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Response:
+        client = self._connect()
+        request = self._request(messages, params)
+        wanted_format = params.get("response_format")
         down = self._unreachable
         attempts = 1 if down else self.options.max_retries + 1
         attempt = 1
@@ -122,13 +137,54 @@ class OpenAIModel:
             try:
                 completion = client.chat.completions.create(**request)
             except Exception as exc:  # noqa: BLE001 -- sorted into retry / clear error just below
-                if not (self._wants_max_completion_tokens(exc, request)
-                        or self._wants_simpler_format(exc, request, wanted_format)):  # else: resend now
-                    time.sleep(self._retry_wait(exc, attempt, attempts, down))  # or raise, when it is over
+                wait = self._next_wait(exc, request, wanted_format, attempt, attempts, down)
+                if wait is not None:
+                    time.sleep(wait)
                     attempt += 1
                 continue
             self._unreachable = False
             return self._response(completion, time.perf_counter() - start)
+
+    async def acall(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Response:
+        """The same request through the official async client (``allm``), with the same retries."""
+        import anyio
+
+        self._connect()  # the settings, the key check and the parameter names; the async client is per event loop
+        client = self._async_client()
+        request = self._request(messages, params)
+        wanted_format = params.get("response_format")
+        down = self._unreachable
+        attempts = 1 if down else self.options.max_retries + 1
+        attempt = 1
+        while True:
+            start = time.perf_counter()
+            try:
+                completion = await client.chat.completions.create(**request)
+            except Exception as exc:  # noqa: BLE001 -- sorted into retry / clear error just below
+                wait = self._next_wait(exc, request, wanted_format, attempt, attempts, down)
+                if wait is not None:
+                    await anyio.sleep(wait)
+                    attempt += 1
+                continue
+            self._unreachable = False
+            return self._response(completion, time.perf_counter() - start)
+
+    def _async_client(self) -> Any:
+        """``openai.AsyncOpenAI`` for this model on the running event loop (its connections belong to that loop)."""
+        global _ASYNC_CLIENTS
+        if _ASYNC_CLIENTS is None:
+            import anyio.lowlevel
+
+            _ASYNC_CLIENTS = anyio.lowlevel.RunVar("pytest_llmmetrics_openai_clients")
+        clients = _ASYNC_CLIENTS.get(None)
+        if clients is None:
+            clients = {}
+            _ASYNC_CLIENTS.set(clients)
+        client = clients.get(self.spec + " " + self.base_url)
+        if client is None:
+            client = clients[self.spec + " " + self.base_url] = self._openai.AsyncOpenAI(
+                api_key=self._client.api_key, base_url=self.base_url, timeout=self.options.timeout, max_retries=0)
+        return client
 
     def _wants_max_completion_tokens(self, exc: Exception, request: dict[str, Any]) -> bool:
         """A 400 asking for ``max_completion_tokens`` instead of ``max_tokens``: rename it, here and from now on."""
@@ -145,8 +201,8 @@ class OpenAIModel:
         ``{"type": "json_schema", ...}`` (OpenAI, vLLM, Ollama, llama.cpp's C++ server) ->
         ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server) -> ``{"type": "json_object"}``.
         """
-        if not (isinstance(wanted, Mapping) and wanted.get("type") == "json_schema"
-                and self._format_level < len(_FORMATS) - 1):
+        sent = _format_level(request.get("response_format"))
+        if not (isinstance(wanted, Mapping) and wanted.get("type") == "json_schema" and sent < len(_FORMATS) - 1):
             return False
         status = getattr(exc, "status_code", None) if isinstance(exc, self._openai.APIStatusError) else None
         text = (_error_text(exc) + " " + str(exc)).lower()
@@ -154,8 +210,10 @@ class OpenAIModel:
         about_format = "response_format" in text or (status != 500 and "schema" in text)
         if status not in (400, 422, 500) or not about_format:
             return False
-        self._format_level += 1
-        request["response_format"] = _simpler_format(wanted, self._format_level)
+        with self._lock:  # samples fail at once: each steps down from what it sent, never past the next form
+            self._format_level = max(self._format_level, sent + 1)
+            level = self._format_level
+        request["response_format"] = _simpler_format(wanted, level)
         return True
 
     def _retry_wait(self, exc: Exception, attempt: int, attempts: int, down: bool) -> float:
@@ -323,6 +381,13 @@ def _detail(failure: Failure, exc: BaseException) -> str:
 
 # The forms of a JSON-schema response_format, richest first (see OpenAIModel._wants_simpler_format).
 _FORMATS = ("json_schema", "json_object with schema", "json_object")
+
+
+def _format_level(sent: Any) -> int:
+    """Which of `_FORMATS` a response_format is (0 for anything else)."""
+    if isinstance(sent, Mapping) and sent.get("type") == "json_object":
+        return 1 if "schema" in sent else 2
+    return 0
 
 
 def _simpler_format(wanted: Any, level: int) -> Any:

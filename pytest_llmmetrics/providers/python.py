@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import sys
+import threading
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ class CallableModel:
             raise ConfigError(f"{spec}: {fn!r} is not callable; point the spec at a function or callable object")
         self.fn = fn
         self.spec = spec
+        self.max_concurrency = 1  # llm_concurrency for an async model (set by the model cache)
         self._signature = _signature(fn)
         self._accepts = _accepted_params(self._signature)
         if self._signature is not None:
@@ -36,17 +40,37 @@ class CallableModel:
             except TypeError as exc:
                 raise ConfigError(_wrong_signature(spec, fn, str(exc))) from None
 
-    def __call__(self, messages: Messages, **params: Any) -> Any:
+    @property
+    def is_async(self) -> bool:
+        """An ``async def`` model: awaited under ``allm``, run to completion under ``llm``."""
+        fn = self.fn
+        call = type(fn).__call__ if not inspect.isfunction(fn) and not inspect.ismethod(fn) else None
+        return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         if self._accepts is not None:
-            params = {k: v for k, v in params.items() if k in self._accepts}
+            return {k: v for k, v in params.items() if k in self._accepts}
+        return params
+
+    def __call__(self, messages: Messages, **params: Any) -> Any:
         try:
-            return self.fn(messages, **params)
+            result = self.fn(messages, **self._params(params))
         except TypeError as exc:
             # Raised by the call itself, not inside fn: fn does not take (messages). Only checked here
             # when its signature could not be read up front (some builtins).
             if self._signature is None and exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
                 raise ConfigError(_wrong_signature(self.spec, self.fn, str(exc))) from None
             raise
+        if inspect.isawaitable(result):  # an async model called by the sync llm fixture: run it to the end
+            return run_to_completion(result)
+        return result
+
+    async def acall(self, messages: Messages, **params: Any) -> Any:
+        """The model under ``allm``: an ``async def`` one is awaited on the test's event loop."""
+        result = self.fn(messages, **self._params(params))
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
     def __repr__(self) -> str:
         return f"<model {self.spec}>"
@@ -76,6 +100,33 @@ def _accepted_params(sig: inspect.Signature | None) -> frozenset[str] | None:
     names = [p.name for p in sig.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     return frozenset(names[1:])
 
+
+
+def run_to_completion(awaitable: Awaitable[Any]) -> Any:
+    """An awaitable's result, from sync code: on a fresh event loop, in a thread of its own if this one has a loop."""
+
+    async def wait() -> Any:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            outcome.extend((True, asyncio.run(wait())))
+        except BaseException as exc:  # noqa: BLE001 -- re-raised on the caller's thread
+            outcome.extend((False, exc))
+
+    thread = threading.Thread(target=work, name="llm-async-model", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome
+    if ok:
+        return value
+    raise value
 
 
 def import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
