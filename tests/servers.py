@@ -136,6 +136,18 @@ class FaultServer:
                     with server._lock:
                         server._changed.wait_for(lambda: server.most_in_flight >= k or len(server.seen) >= total, 10)
                     self._send(200, completion(text, body.get("model", "fault")))
+                elif kind == "refuse_json_schema":
+                    # ("refuse_json_schema", k, text): a server that takes no json_schema response format. Such
+                    # requests are held until k are in flight at once (or 10 s), then answered with a 500 naming
+                    # response_format, as llama-cpp-python's server does; every other request gets `text`.
+                    _, k, text = action
+                    if (body.get("response_format") or {}).get("type") == "json_schema":
+                        with server._lock:
+                            server._changed.wait_for(lambda: server.most_in_flight >= k, 10)
+                        self._send(500, {"error": {"message": "response_format.type: Input should be 'text' or "
+                                                              "'json_object'", "type": "fault"}})
+                    else:
+                        self._send(200, completion(text, body.get("model", "fault")))
                 elif kind == "delay":
                     time.sleep(action[1])
                     self._send(200, completion(action[2], body.get("model", "fault")))
