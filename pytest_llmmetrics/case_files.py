@@ -44,6 +44,8 @@ def _cases(path: str | Path, id: str | None, caller: str | None) -> list[Any]:
     file = _resolve(path, caller)
     if id is not None and (not isinstance(id, str) or not id):
         raise ConfigError(f"cases({str(path)!r}): id= names the field that gives each case's id, got {id!r}")
+    if file.is_dir():
+        raise ConfigError(f"{file}: is a folder; give cases() a data file")
     kind = FORMATS.get(file.suffix.lower())
     if kind is None:
         raise ConfigError(f"{file}: cases() reads {', '.join(sorted(FORMATS))} files; rename it or convert it")
@@ -134,6 +136,8 @@ def _json(text: str, file: Path) -> Iterator[tuple[int, Any]]:
     """The elements of a JSON list, each with the line it starts on."""
     decoder = json.JSONDecoder(object_pairs_hook=_unique)
     at = _skip(text, 0)
+    if at == len(text):
+        return  # an empty file: "holds no cases"
     if not text.startswith("[", at):
         _loads(text, file, 1)  # not JSON at all: say where
         raise ConfigError(f"{file}:{_line(text, at)}: a JSON case file is a list of objects: [{{...}}, {{...}}]")

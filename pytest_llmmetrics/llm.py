@@ -16,21 +16,21 @@ from pytest_llmmetrics.response import Response
 ROLES = ("system", "user", "assistant", "tool", "developer")
 
 
-def check_messages(messages: Any) -> list[dict[str, str]]:
+def check_messages(messages: Any, who: str = "llm") -> list[dict[str, str]]:
     """Chat messages as a list of ``{"role", "content"}`` dicts, or a `ConfigError` saying what is off."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
         raise ConfigError(
-            "llm.chat() takes a non-empty list of messages like [{'role': 'user', 'content': 'Hi'}]; "
-            "for a single prompt call llm('Hi')"
+            f"{who}.chat() takes a non-empty list of messages like [{{'role': 'user', 'content': 'Hi'}}]; "
+            f"for a single prompt call {'await ' if who == 'allm' else ''}{who}('Hi')"
         )
     checked = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, Mapping) or "role" not in msg or "content" not in msg:
-            raise ConfigError(f"llm.chat(): message {i} must be a dict with 'role' and 'content', got {msg!r}")
+            raise ConfigError(f"{who}.chat(): message {i} must be a dict with 'role' and 'content', got {msg!r}")
         if msg["role"] not in ROLES:
-            raise ConfigError(f"llm.chat(): message {i} has role {msg['role']!r}; use one of {', '.join(ROLES)}")
+            raise ConfigError(f"{who}.chat(): message {i} has role {msg['role']!r}; use one of {', '.join(ROLES)}")
         if not isinstance(msg["content"], str):
-            raise ConfigError(f"llm.chat(): message {i} content must be a string, got {msg['content']!r}")
+            raise ConfigError(f"{who}.chat(): message {i} content must be a string, got {msg['content']!r}")
         checked.append(dict(msg))
     return checked
 
@@ -96,16 +96,17 @@ class LLM:
                     future.cancel()  # those not started yet; the others end within the timeout
                 raise
 
-    def _settings(self, overrides: Mapping[str, Any]) -> LLMSettings:
+    def _settings(self, overrides: Mapping[str, Any], who: str = "llm") -> LLMSettings:
         if not overrides:
             return self.settings
         if "model" in overrides:
             raise ConfigError("llm(): the model cannot be overridden per call; use @pytest.mark.llm(model=...)")
-        validate_kwargs(overrides, "llm() override")
+        validate_kwargs(overrides, f"{who}() override")
         return apply(self.settings, overrides)
 
-    def _messages(self, messages: Sequence[Mapping[str, str]], settings: LLMSettings) -> list[dict[str, str]]:
-        checked = check_messages(messages)
+    def _messages(self, messages: Sequence[Mapping[str, str]], settings: LLMSettings,
+                  who: str = "llm") -> list[dict[str, str]]:
+        checked = check_messages(messages, who)
         if settings.system is not None and checked[0]["role"] != "system":
             checked.insert(0, {"role": "system", "content": settings.system})
         return checked
@@ -152,8 +153,8 @@ class AsyncLLM:
 
     async def chat(self, messages: Sequence[Mapping[str, str]], **overrides: Any) -> Response:
         llm = self._llm
-        settings = llm._settings(overrides)
-        checked = llm._messages(messages, settings)
+        settings = llm._settings(overrides, "allm")
+        checked = llm._messages(messages, settings, "allm")
         return await self._call(checked, llm._note(checked, settings))
 
     async def sample(self, prompt: str | Sequence[Mapping[str, str]], n: int, **overrides: Any) -> list[Response]:
@@ -167,9 +168,9 @@ class AsyncLLM:
         llm = self._llm
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"allm.sample(): n must be an int >= 1, got {n!r}")
-        settings = llm._settings(overrides)
+        settings = llm._settings(overrides, "allm")
         conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        messages = llm._messages(conversation, settings)
+        messages = llm._messages(conversation, settings, "allm")
         each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
                 for i in range(n)]
         llm._note(messages, settings, samples=n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -293,7 +294,7 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
 
 
 @pytest.fixture
-def allm(llm: LLM) -> AsyncLLM:
+def allm(request: pytest.FixtureRequest, llm: LLM) -> AsyncLLM:
     """The ``llm`` fixture for async tests: ``await allm(prompt)``, ``await allm.chat(messages)``,
     ``await allm.sample(prompt, n)``.
 
@@ -302,7 +303,20 @@ def allm(llm: LLM) -> AsyncLLM:
     """
     from pytest_llmmetrics.llm import AsyncLLM
 
+    test = getattr(request.node, "function", None)
+    if test is not None and not inspect.iscoroutinefunction(test) and "allm" in _arguments(test):
+        # Called without await, allm's coroutines never run: a test using it so would pass without testing.
+        raise ConfigError(f"{request.node.name} is not async: allm's methods are coroutines to await in an "
+                          "async test (pytest-asyncio's @pytest.mark.asyncio, or anyio's @pytest.mark.anyio); "
+                          "a sync test uses the llm fixture")
     return AsyncLLM(llm)
+
+
+def _arguments(fn: Any) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _test_settings(item: pytest.Item) -> markers.LLMSettings:

@@ -201,3 +201,23 @@ def test_a_failing_sample_fails_the_call_plainly(bot):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*RuntimeError: the model fell over*"])
     assert "ExceptionGroup" not in result.stdout.str()
+
+
+def test_allm_in_a_sync_test_is_an_error_not_a_silent_pass(bot):
+    bot.makepyfile(test_a=dedent("""
+        import pytest
+
+        @pytest.mark.llm(model="py:bot:reply")
+        def test_sync(allm):
+            allm("hi")  # never awaited: would test nothing
+
+        @pytest.mark.asyncio
+        @pytest.mark.llm(model="py:bot:reply")
+        async def test_bad_chat(allm):
+            await allm.chat([])
+        """))
+    result = bot.runpytest("-p", "no:xdist")
+    result.assert_outcomes(failed=1, errors=1)  # the sync test errors at setup
+    result.stdout.fnmatch_lines(["*test_sync is not async: allm's methods are coroutines to await in an async test*",
+                                 "*allm.chat() takes a non-empty list of messages*; for a single prompt call "
+                                 "await allm('Hi')*"])
