@@ -22,6 +22,7 @@ from pytest_llmmetrics.checks.check import Check
 from pytest_llmmetrics.checks.judge import JUDGES, JudgeCall
 from pytest_llmmetrics.checks.registry import MetricFactory, builtin_registry
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, MetricError, ModelError
+from pytest_llmmetrics.files import json_value
 from pytest_llmmetrics.providers.cache import ModelCache
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.replay import PENDING_KEY, Recordings
@@ -169,14 +170,12 @@ def load_rows(path: Path, metric: str) -> list[Row]:
             continue
         where = f"{path}:{number}"
         try:
-            data = json.loads(raw, object_pairs_hook=_no_duplicates)
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"{where}: not JSON ({exc.msg} at column {exc.colno}); write one JSON object per "
-                                   'line, e.g. {"reply": "...", "label": true}') from None
-        except ValueError as exc:
-            raise CalibrationError(f"{where}: {exc}") from None
-        except RecursionError:
-            raise CalibrationError(f"{where}: nested too deeply to read") from None
+            data, end = json_value(raw, path, at=len(raw) - len(raw.lstrip()), first_line=number,
+                                   hint='write one JSON object per line, e.g. {"reply": "...", "label": true}')
+        except ConfigError as exc:
+            raise CalibrationError(str(exc)) from None
+        if raw[end:].strip():
+            raise CalibrationError(f"{where}: more after the JSON object; write one JSON object per line")
         rows.append(_row(data, number, where, metric))
     if not rows:
         raise CalibrationError(f"{path}: no labelled replies in it")
@@ -186,15 +185,6 @@ def load_rows(path: Path, metric: str) -> list[Row]:
         raise CalibrationError(f"{path}: every one of its {len(rows)} replies is labelled {which}; a threshold is "
                                "chosen between the two kinds, so label some of each")
     return rows
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the field {key!r} is given twice")
-        out[key] = value
-    return out
 
 
 def _row(data: Any, number: int, where: str, metric: str) -> Row:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_llmmetrics.errors import ConfigError
+from pytest_llmmetrics.files import json_value
 
 FORMATS = {".jsonl": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON", ".csv": "CSV", ".yaml": "YAML",
            ".yml": "YAML"}
@@ -109,50 +109,30 @@ def _param(case: dict[str, Any], line: int, file: Path, key: str | None, seen: d
 def _jsonl(text: str, file: Path) -> Iterator[tuple[int, Any]]:
     for number, raw in enumerate(text.splitlines(), 1):
         if raw.strip():
-            yield number, _loads(raw, file, number)
+            yield number, _whole(raw, file, number)
 
 
-def _loads(raw: str, file: Path, line: int) -> Any:
-    try:
-        return json.loads(raw, object_pairs_hook=_unique)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{file}:{line + exc.lineno - 1}: not JSON: {exc.msg} (column {exc.colno})") from None
-    except ValueError as exc:
-        raise ConfigError(f"{file}:{line}: {exc}") from None
-    except RecursionError:
-        raise ConfigError(f"{file}:{line}: nested too deeply to read") from None
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"the field {key!r} is given twice")
-        out[key] = value
-    return out
+def _whole(text: str, file: Path, first_line: int) -> Any:
+    """``text`` as one JSON value, nothing after it."""
+    value, end = json_value(text, file, at=_skip(text, 0), first_line=first_line)
+    if text[end:].strip():
+        raise ConfigError(f"{file}:{first_line + text.count(chr(10), 0, end)}: more after the JSON value")
+    return value
 
 
 def _json(text: str, file: Path) -> Iterator[tuple[int, Any]]:
     """The elements of a JSON list, each with the line it starts on."""
-    decoder = json.JSONDecoder(object_pairs_hook=_unique)
     at = _skip(text, 0)
     if at == len(text):
         return  # an empty file: "holds no cases"
     if not text.startswith("[", at):
-        _loads(text, file, 1)  # not JSON at all: say where
+        _whole(text, file, 1)  # not JSON at all: say where
         raise ConfigError(f"{file}:{_line(text, at)}: a JSON case file is a list of objects: [{{...}}, {{...}}]")
     at = _skip(text, at + 1)
     if text.startswith("]", at):
         return
     while True:
-        try:
-            value, end = decoder.raw_decode(text, at)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{file}:{exc.lineno}: not JSON: {exc.msg} (column {exc.colno})") from None
-        except ValueError as exc:
-            raise ConfigError(f"{file}:{_line(text, at)}: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"{file}:{_line(text, at)}: nested too deeply to read") from None
+        value, end = json_value(text, file, at=at)
         yield _line(text, at), value
         at = _skip(text, end)
         if text.startswith(",", at):

@@ -110,13 +110,13 @@ def load_json(text: str, path: Path | str, fix: str) -> Any:
     """Strict JSON for committed files: not JSON, or a field twice in one object (what a git merge that kept
     both sides leaves), is a `ConfigError` naming the file and line(s), ending with ``fix``."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_fields)
+        return json.loads(text, object_pairs_hook=unique_fields)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}). {fix}") from None
     except RecursionError:
         raise ConfigError(f"{path}:1: nested too deeply to read (arrays or objects inside each other thousands "
                           f"of levels deep); this is no file the plugin wrote. {fix}") from None
-    except _DuplicateField as exc:
+    except DuplicateField as exc:
         first, second = _duplicate_field_lines(text, exc.name)
         raise ConfigError(
             f"{path}:{second}: the field {exc.name!r} appears twice in one object (first on line {first}), "
@@ -124,22 +124,41 @@ def load_json(text: str, path: Path | str, fix: str) -> Any:
         ) from None
 
 
-class _DuplicateField(ValueError):
+def json_value(text: str, path: Path | str, *, at: int = 0, first_line: int = 1, hint: str = "") -> tuple[Any, int]:
+    """One strict JSON value starting at ``text[at]``, and where it ends: for files people write by hand
+    (JSON Lines, case files). Not JSON, a field given twice or absurd nesting is a `ConfigError` naming
+    ``path`` and the line (``first_line`` is the line ``text`` starts on); ``hint`` follows "not JSON"."""
+    line = first_line + text.count("\n", 0, at)
+    try:
+        return _STRICT.raw_decode(text, at)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{first_line + exc.lineno - 1}: not JSON: {exc.msg} (column {exc.colno})"
+                          + (f"; {hint}" if hint else "")) from None
+    except DuplicateField as exc:
+        raise ConfigError(f"{path}:{line}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}:{line}: nested too deeply to read") from None
+
+
+class DuplicateField(ValueError):
+    """A JSON object with a field twice (refused by `unique_fields`)."""
+
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(f"the field {name!r} is given twice")
         self.name = name
 
 
-def _no_duplicate_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def unique_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook``: a JSON object with a field twice is refused (``json`` would keep the last)."""
     obj: dict[str, Any] = {}
     for name, value in pairs:
         if name in obj:
-            raise _DuplicateField(name)
+            raise DuplicateField(name)
         obj[name] = value
     return obj
 
 
+_STRICT = json.JSONDecoder(object_pairs_hook=unique_fields)
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:]')
 
 
