@@ -58,10 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CalibrationError as exc:
         return _fail(str(exc), USAGE_ERROR)
     except LLMMetricsError as exc:
-        text = str(exc).split("\nRecord it with:", 1)[0]
-        if text != str(exc):
-            text += "\nRecord it with: --llm-record-mode new_episodes"
-        return _fail(text, 1)
+        return _fail(str(exc), 1)
     except Exception as exc:  # noqa: BLE001 -- a judge or metric of the user's raised: say what, not where
         return _fail(f"{type(exc).__name__}: {exc} (raised by the metric or its model)", 1)
     try:

@@ -19,13 +19,15 @@ import pytest
 
 from pytest_llmmetrics import metrics, options
 from pytest_llmmetrics.checks.check import Check
-from pytest_llmmetrics.checks.judge import JUDGES, JudgeCall
+from pytest_llmmetrics.checks.judge import JUDGES
 from pytest_llmmetrics.checks.registry import MetricFactory, builtin_registry
+from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, MetricError, ModelError
 from pytest_llmmetrics.files import json_value
 from pytest_llmmetrics.providers.cache import ModelCache
+from pytest_llmmetrics.providers.spec import JudgeCall
 from pytest_llmmetrics.redact import scrub
-from pytest_llmmetrics.replay import PENDING_KEY, Recordings
+from pytest_llmmetrics.replay import Recordings, Sender, recording_path
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.semantic import engine as semantic_engine
 
@@ -101,7 +103,9 @@ def round_between(low: float, high: float, *, include_high: bool) -> float:
     """The roundest number in ``(low, high]`` (``[low, high)`` without ``include_high``), nearest the middle:
     a threshold that reads well and sorts the measured values the same (30 between 25 and 40, 0.6 in (0.41, 0.77])."""
     middle = (low + high) / 2
-    for power in range(6, -8, -1):
+    # From the power of ten of the gap down: each power tries at most ~10 multiples.
+    top = math.floor(math.log10(high - low)) + 1 if high > low else 0
+    for power in range(top, top - 15, -1):
         step = 10.0 ** power
         first = math.floor(low / step)
         steps = [k * step if power >= 0 else round(k * step, -power) for k in range(first, math.floor(high / step) + 1)]
@@ -307,7 +311,7 @@ class Judges:
         self._wrap = wrap
 
     def judge_model(self, spec: str | None) -> tuple[str, JudgeCall, int]:
-        return cast(tuple[str, JudgeCall, int], self._models.judge_model(spec or self._default, self._wrap))
+        return self._models.judge_model(spec or self._default, self._wrap)
 
     def note_judge(self, identity: str) -> None:
         pass
@@ -344,11 +348,8 @@ def measure(rows: list[Row], metric: str, file: Path,
             raise CalibrationError(f"{file}:{group[0].line}: {exc}") from None
         if check.higher_is_better is not None:
             directions.setdefault(check.higher_is_better, group[0].line)
-        if check.prepare is not None:
-            try:
-                check.prepare([r.reply for r in group])
-            except (MetricError, ModelError):
-                pass  # measured row by row below, each failure left out on its own
+        if check.prepare is not None:  # a judge keeps each reply's failure for its own row
+            check.prepare([r.reply for r in group])
         for row in group:
             try:
                 values[row.line] = check.evaluate(row.reply).value
@@ -485,6 +486,11 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
     except pytest.UsageError as exc:
         raise CalibrationError(str(exc)) from None
     looked = _import_conftests(rootpath, labels.resolve().parent, ini.get("testpaths", ""))
+    if metric not in ("similarity", "judge"):
+        try:
+            builtin_registry().get(metric)
+        except ConfigError as exc:
+            raise CalibrationError(f"--metric: {exc} (@metric functions are read from {looked})") from None
     rows = load_rows(labels, metric)
     engine = semantic_engine.for_run(options.get(config, "llm_embedding_model"), options.get(config, "llm_device"),
                                      options.metrics_dir(config) / "cache",
@@ -492,17 +498,12 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
     previous = semantic_engine.activate(engine)
     models = ModelCache(rootpath, providers)
     mode = str(options.get(config, "llm_record_mode"))
-    recorder = _Recorder(config, mode, labels) if mode != "off" else None
+    recorder = _Recorder(config, mode, labels, metric) if mode != "off" else None
     judges = Judges(models, str(options.get(config, "llm_judge_model")),
                     recorder.wrap if recorder is not None else None)
     token = JUDGES.set(judges)
     try:
-        try:
-            measured, failed, direction = measure(rows, metric, labels, direction)
-        except CalibrationError as exc:
-            if "unknown metric" in str(exc):
-                raise CalibrationError(f"{exc} (@metric functions are read from {looked})") from None
-            raise
+        measured, failed, direction = measure(rows, metric, labels, direction)
     finally:
         JUDGES.reset(token)
         semantic_engine.activate(previous)
@@ -521,10 +522,11 @@ def run(labels: Path, metric: str, *, max_false_pass: float | None, cli: dict[st
     assert chosen is not None
     low, high = kappa_interval(values, labels_, chosen.threshold, direction)
     strict = best(values, labels_, direction, max_false_pass) if max_false_pass is not None else None
+    # The paste line repeats a registered metric's arguments when every row gives the same ones.
+    shared = rows[0].args if all(r.args == rows[0].args for r in rows) else ()
     return Report(metric, str(labels), len(measured), good, len(labels_) - good, direction, chosen, low, high,
-                  paste_line(metric, chosen.threshold, direction, rows[0].args if metric not in ("similarity", "judge")
-                             and all(r.args == rows[0].args for r in rows) else ()), strict,
-                  paste_line(metric, strict.threshold, direction) if strict else None, max_false_pass, failed)
+                  paste_line(metric, chosen.threshold, direction, shared), strict,
+                  paste_line(metric, strict.threshold, direction, shared) if strict else None, max_false_pass, failed)
 
 
 def _import_conftests(rootpath: Path, folder: Path, testpaths: str) -> str:
@@ -552,22 +554,20 @@ def _import_conftests(rootpath: Path, folder: Path, testpaths: str) -> str:
 class _Recorder:
     """Judge calls of a calibration, recorded in ``__recordings__/<labels>.llm.json`` next to the labels file."""
 
-    def __init__(self, config: Any, mode: str, labels: Path) -> None:
+    def __init__(self, config: Any, mode: str, labels: Path, metric: str) -> None:
         self._recordings = Recordings(config, mode, writer=True)
+        self._pending: list[dict[str, Any]] = []
         path = labels.resolve()
-        self._item = SimpleNamespace(path=path.with_suffix(".py"), config=config, stash=pytest.Stash(),
-                                     nodeid=f"calibrate {path.name}")
-        self._report = SimpleNamespace(when="call", nodeid=self._item.nodeid, llm_recordings=None,
-                                       fspath=str(path.with_suffix(".py").relative_to(config.rootpath)
-                                                  if config.rootpath in path.parents else path.with_suffix(".py")))
+        self._sender = Sender(recording_path(path), f"calibrate {path.name}", config.rootpath, Path.cwd(),
+                              f"python -m pytest_llmmetrics calibrate {labels} --metric {metric} "
+                              "--llm-record-mode new_episodes")
 
     def wrap(self, model: Any) -> Any:
-        return self._recordings.wrap(model, cast(pytest.Item, self._item), None)
+        return self._recordings.wrap_for(model, self._sender, self._pending)
 
     def save(self) -> None:
-        pending = self._item.stash.get(PENDING_KEY, [])
-        self._report.llm_recordings = list(pending)
-        self._recordings.pytest_runtest_logreport(cast(pytest.TestReport, self._report))
-        self._recordings.pytest_sessionfinish(cast(pytest.Session, None))
+        file = show_path(self._sender.path, self._sender.rootpath)
+        self._recordings.collect(self._pending, ran=(file, self._sender.test))
+        self._recordings.write()
         for line in self._recordings.written + self._recordings.skipped:
             print(line, file=sys.stderr)

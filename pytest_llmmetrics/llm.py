@@ -74,27 +74,32 @@ class LLM:
         The first sample that fails (or times out) fails the call, and samples not
         yet sent are not sent.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"llm.sample(): n must be an int >= 1, got {n!r}")
-        settings = self._settings(overrides)
-        conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        messages = self._messages(conversation, settings)
-        each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
-                for i in range(n)]
-        # One fingerprint for the call as the test wrote it (its seed, n), not for the last sample's seed.
-        self._note(messages, settings, samples=n)
-        workers = min(n, int(getattr(self.model, "max_concurrency", 1) or 1))
+        messages, each, workers = self._samples(prompt, n, overrides, "llm")
         if workers == 1:
-            return [self._call(messages, s.call_params()) for s in each]
+            return [self._call(messages, params) for params in each]
         # A server model (openai:) answers several requests at once: send them together, bounded.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-sample") as pool:
-            futures = [pool.submit(self._call, messages, s.call_params()) for s in each]
+            futures = [pool.submit(self._call, messages, params) for params in each]
             try:
                 return [f.result() for f in futures]
             except BaseException:
                 for future in futures:
                     future.cancel()  # those not started yet; the others end within the timeout
                 raise
+
+    def _samples(self, prompt: str | Sequence[Mapping[str, str]], n: int, overrides: Mapping[str, Any],
+                 who: str) -> tuple[list[dict[str, str]], list[dict[str, Any]], int]:
+        """What ``sample`` sends (for ``llm`` and ``allm``): the messages, each sample's parameters (seed + i),
+        and how many at once; the call is noted once, as the test wrote it (its seed, n)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{who}.sample(): n must be an int >= 1, got {n!r}")
+        settings = self._settings(overrides, who)
+        conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = self._messages(conversation, settings, who)
+        each = [(settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i))
+                .call_params() for i in range(n)]
+        self._note(messages, settings, samples=n)
+        return messages, each, min(n, int(getattr(self.model, "max_concurrency", 1) or 1))
 
     def _settings(self, overrides: Mapping[str, Any], who: str = "llm") -> LLMSettings:
         if not overrides:
@@ -165,16 +170,8 @@ class AsyncLLM:
         """
         import anyio
 
-        llm = self._llm
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigError(f"allm.sample(): n must be an int >= 1, got {n!r}")
-        settings = llm._settings(overrides, "allm")
-        conversation = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        messages = llm._messages(conversation, settings, "allm")
-        each = [settings if settings.seed is None else dataclasses.replace(settings, seed=settings.seed + i)
-                for i in range(n)]
-        llm._note(messages, settings, samples=n)
-        limiter = anyio.CapacityLimiter(max(1, min(n, int(getattr(llm.model, "max_concurrency", 1) or 1))))
+        messages, each, workers = self._llm._samples(prompt, n, overrides, "allm")
+        limiter = anyio.CapacityLimiter(max(1, workers))
         replies: list[Response | None] = [None] * n
         failed: list[BaseException] = []
 
@@ -187,8 +184,8 @@ class AsyncLLM:
                     group.cancel_scope.cancel()
 
         async with anyio.create_task_group() as group:
-            for i, s in enumerate(each):
-                group.start_soon(one, i, s.call_params())
+            for i, params in enumerate(each):
+                group.start_soon(one, i, params)
         if failed:
             raise failed[0]
         return [r for r in replies if r is not None]

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_llmmetrics.checks.check import Check, Outcome, to_value
-from pytest_llmmetrics.checks.judge import JUDGES, JudgeCall
+from pytest_llmmetrics.checks.judge import JUDGES
 from pytest_llmmetrics.checks.registry import MetricRegistry
 from pytest_llmmetrics.errors import ConfigError, Unmeasured
+from pytest_llmmetrics.providers.spec import JudgeCall
 from pytest_llmmetrics.redact import safe_params, scrub
 from pytest_llmmetrics.response import Response, as_response
 from pytest_llmmetrics.tracks import default_track, track_problem

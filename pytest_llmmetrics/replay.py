@@ -241,8 +241,15 @@ class Recordings:
 
     def wrap(self, model: Any, item: pytest.Item, timeout: float | None = None) -> RecordingModel:
         """``model`` for ``item``, replayed and recorded as the mode says; ``timeout`` limits each real call."""
-        pending = item.stash.setdefault(PENDING_KEY, [])
-        return RecordingModel(model, self, item, pending, timeout)
+        sender = Sender(recording_path(item.path), item.nodeid, item.config.rootpath,
+                        item.config.invocation_params.dir,
+                        f"pytest '{_command_id(item)}' --llm-record-mode=new_episodes")
+        return self.wrap_for(model, sender, item.stash.setdefault(PENDING_KEY, []), timeout)
+
+    def wrap_for(self, model: Any, sender: Sender, pending: list[dict[str, Any]],
+                 timeout: float | None = None) -> RecordingModel:
+        """``model`` for ``sender``; what it records is appended to ``pending`` (handed to `collect` later)."""
+        return RecordingModel(model, self, sender, pending, timeout)
 
     def entries(self, path: Path) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -266,9 +273,15 @@ class Recordings:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.writer:  # an xdist worker: its reports go to the controller, which writes
             return
-        if self.mode == "all" and report.when == "call":
-            self._ran.setdefault(self._file_of(report.fspath), set()).add(report.nodeid)
-        for rec in getattr(report, "llm_recordings", None) or ():
+        ran = (self._file_of(report.fspath), report.nodeid) if report.when == "call" else None
+        self.collect(getattr(report, "llm_recordings", None) or (), ran)
+
+    def collect(self, recorded: Collection[dict[str, Any]], ran: tuple[str, str] | None = None) -> None:
+        """Take what a test recorded (``RecordingModel``'s pending list); ``ran``: ``(its file, its id)`` when
+        it ran to the end, for ``all`` to remove the requests it no longer sends."""
+        if self.mode == "all" and ran is not None:
+            self._ran.setdefault(ran[0], set()).add(ran[1])
+        for rec in recorded:
             entry = self._new.setdefault(rec["file"], {}).setdefault(rec["key"], {
                 "key": rec["key"], "test": rec["test"], "model": rec["model"], "params": rec["params"],
                 "messages": rec["messages"], "replies": {},
@@ -277,8 +290,11 @@ class Recordings:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.writer:
-            return
+        if self.writer:
+            self.write()
+
+    def write(self) -> None:
+        """Merge what was collected into each recording file, atomically; ``written``/``skipped`` say how it went."""
         root = self.config.rootpath
         for file in sorted(set(self._new) | set(self._ran)):
             recorded, ran = self._new.get(file, {}), self._ran.get(file, set())
@@ -325,6 +341,17 @@ def attach(item: pytest.Item, report: pytest.TestReport) -> None:
         pending.clear()
 
 
+@dataclass(frozen=True)
+class Sender:
+    """Who sends the requests a `RecordingModel` replays and records: a test, or a calibration."""
+
+    path: Path  # its recording file
+    test: str  # its id, stored with each entry
+    rootpath: Path  # recording files are named relative to it
+    start: Path  # where the command ran: paths in messages are shown from there
+    record_with: str  # the command that records a reply found missing
+
+
 class RecordingModel:
     """Wraps the model under test: replays recorded replies, records new ones, as the mode says.
 
@@ -334,15 +361,15 @@ class RecordingModel:
 
     enforces_timeout = True
 
-    def __init__(self, inner: Any, recordings: Recordings, item: pytest.Item, pending: list[dict[str, Any]],
+    def __init__(self, inner: Any, recordings: Recordings, sender: Sender, pending: list[dict[str, Any]],
                  timeout: float | None = None) -> None:
         self.inner = inner
         self.timeout = timeout
         self.spec = model_name(inner)
         self.max_concurrency = getattr(inner, "max_concurrency", 1)
         self._recordings = recordings
-        self._item = item
-        self._path = recording_path(item.path)
+        self._sender = sender
+        self._path = sender.path
         self._pending = pending
         self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -398,21 +425,21 @@ class RecordingModel:
         reply = {"text": response.text, **{f: getattr(response, f) for f in REPLY_FIELDS}}
         with self._lock:
             self._pending.append({
-                "file": show_path(self._path, self._item.config.rootpath),  # as the summary names it
-                "key": key, "index": index, "test": self._item.nodeid, "model": self.spec,
+                "file": show_path(self._path, self._sender.rootpath),  # as the summary names it
+                "key": key, "index": index, "test": self._sender.test, "model": self.spec,
                 "params": stored_params, "messages": [dict(m) for m in messages], "reply": reply,
             })
 
     def _missing(self, messages: list[dict[str, str]], params: dict[str, Any],
                  entries: Mapping[str, dict[str, Any]], entry: dict[str, Any] | None, index: int) -> str:
         mode = self._recordings.mode
-        start = self._item.config.invocation_params.dir  # as the command below, from where pytest was started
+        start = self._sender.start  # as the command below, from where it was started
         prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
         shown = prompt if len(prompt) <= 200 else prompt[:197] + "..."
         why = ("--llm-record-mode=none replays only" if mode == "none" else
                "the file exists, so --llm-record-mode=once replays only")
         lines = [f"no recorded reply for this request in {show_path(self._path, start)} ({why})",
-                 f"  test:   {self._item.nodeid}", f"  model:  {self.spec}", f"  prompt: {shown!r}"]
+                 f"  test:   {self._sender.test}", f"  model:  {self.spec}", f"  prompt: {shown!r}"]
         if entry is not None:
             lines.append(f"  this test sends it {index + 1} times; {len(entry['replies'])} repl"
                          f"{'y is' if len(entry['replies']) == 1 else 'ies are'} recorded")
@@ -421,7 +448,7 @@ class RecordingModel:
             if near:
                 lines.append("  a reply to this prompt is recorded with other settings: "
                              + _difference(near[0], self.spec, messages, params))
-        lines += ["Record it with:", f"  pytest '{_command_id(self._item)}' --llm-record-mode=new_episodes"]
+        lines += ["Record it with:", f"  {self._sender.record_with}"]
         return "\n".join(lines)
 
 

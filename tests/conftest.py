@@ -25,6 +25,36 @@ for _library in ("numpy", "torch", "tokenizers", "safetensors", "openai", "jsons
     if importlib.util.find_spec(_library) is not None:
         importlib.import_module(_library)
 
+
+def _warm_openai() -> None:
+    """One refused request through each openai client: it imports its HTTP transport on the first request, and
+    a transport imported inside one in-process run is dropped after it, so the next run's timeouts would be
+    another module's exception classes than the ones the kept openai package catches."""
+    import asyncio
+
+    import openai
+    from servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    ask = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    try:
+        openai.OpenAI(api_key="x", base_url=url, max_retries=0, timeout=2).chat.completions.create(**ask)
+    except openai.APIConnectionError:
+        pass
+
+    async def ask_async() -> None:
+        try:
+            await openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, timeout=2).chat.completions.create(
+                **ask)
+        except openai.APIConnectionError:
+            pass
+
+    asyncio.run(ask_async())
+
+
+if importlib.util.find_spec("openai") is not None:
+    _warm_openai()
+
 # A scripted model: only plumbing, so a fake is fine here (real models: providers tests).
 BOT = '''
 from pytest_llmmetrics import Response

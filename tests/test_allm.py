@@ -221,3 +221,16 @@ def test_allm_in_a_sync_test_is_an_error_not_a_silent_pass(bot):
     result.stdout.fnmatch_lines(["*test_sync is not async: allm's methods are coroutines to await in an async test*",
                                  "*allm.chat() takes a non-empty list of messages*; for a single prompt call "
                                  "await allm('Hi')*"])
+
+
+def test_the_sync_fixture_runs_an_async_model_inside_a_running_loop(abot):
+    """``llm`` in an async test, on the test's own thread (no timeout thread): the model runs on a loop of its own."""
+    abot.makepyfile(test_a=dedent("""
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.llm(model="py:abot:reply", seed=4)
+        async def test_it(llm):
+            assert llm("hi").text == "async answer to 'hi' (seed 4)"
+        """))
+    abot.runpytest("-p", "no:xdist", "--llm-timeout", "0").assert_outcomes(passed=1)

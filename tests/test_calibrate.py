@@ -74,6 +74,12 @@ def test_kappa_of_known_tables(predicted, labels, expected):
     assert cal.kappa(predicted, labels) == pytest.approx(expected)
 
 
+def test_round_thresholds_for_large_values_are_quick():
+    # Costs and counts reach 1e15 (values.LIMIT): only ~10 multiples per power of ten are tried.
+    assert cal.round_between(1e14, 9e14, include_high=True) == 5e14
+    assert cal.round_between(123_456_789.0, 123_456_789.6, include_high=True) == 123_456_789.3
+
+
 def test_roundest_thresholds():
     assert cal.round_between(0.41, 0.77, include_high=True) == 0.6
     assert cal.round_between(0.5, 0.75, include_high=True) == 0.6

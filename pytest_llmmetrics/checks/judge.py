@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pytest_llmmetrics.checks.check import Check, Measurement
-from pytest_llmmetrics.errors import ConfigError, Unmeasured
-from pytest_llmmetrics.providers.spec import KNOWN_SPECS, check_spec
+from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, ModelError, Unmeasured
+from pytest_llmmetrics.providers.spec import KNOWN_SPECS, JudgeCall, check_spec
 from pytest_llmmetrics.redact import scrub
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.values import number_problem
@@ -23,7 +24,6 @@ JUDGE_PARAMS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 200, "seed": 0
 REASON_CHARS = 300  # the longest reason a grammar-constrained judge (local) may write
 MAX_SCALE = 100
 
-JudgeCall = Callable[[list[dict[str, str]], dict[str, Any]], Response]
 
 
 class JudgeModels(Protocol):
@@ -264,7 +264,8 @@ def judge(criteria: str, *, model: str | None = None, min: float | None = None, 
     shown = _examples(examples, scale)
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise ConfigError(f"judge: name={name!r} must be a non-empty string")
-    judged: dict[int, Judgement | Unmeasured] = {}
+    # Judgements of the replies `prepare` was given, by id (with the reply, as ids are reused once it is gone).
+    judged: dict[int, tuple[Response, Judgement | LLMMetricsError]] = {}
 
     def judge_all(replies: list[Response]) -> None:
         models = JUDGES.get()
@@ -277,26 +278,27 @@ def judge(criteria: str, *, model: str | None = None, min: float | None = None, 
         params = {**JUDGE_PARAMS, "response_format": response_format(spec, scale)}
         models.note_judge(identity(spec, criteria, scale, shown))
 
-        def one(reply: Response) -> Judgement | Unmeasured:
+        def one(reply: Response) -> Judgement | LLMMetricsError:
             try:
                 return grade(call, criteria, scale, shown, reply, params)
-            except Unmeasured as exc:
+            except (Unmeasured, ModelError) as exc:  # this reply's judgement failed: raised when it is measured
                 return exc
 
-        todo = [r for r in replies if id(r) not in judged]
-        workers = max(1, len(todo) if len(todo) < concurrency else concurrency)  # (min is the bound here)
-        if workers == 1:
-            results = [one(r) for r in todo]
+        workers = builtins.min(len(replies), concurrency)
+        if workers <= 1:
+            results = [one(r) for r in replies]
         else:  # a server judge grades the samples at once, bounded by llm_concurrency
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge") as pool:
-                results = list(pool.map(one, todo))
-        judged.update((id(r), j) for r, j in zip(todo, results))
+                results = list(pool.map(one, replies))
+        judged.update((id(r), (r, j)) for r, j in zip(replies, results))
 
     def measure(reply: Response) -> Measurement:
-        if id(reply) not in judged:
+        entry = judged.pop(id(reply), None)
+        if entry is None or entry[0] is not reply:
             judge_all([reply])
-        result = judged.pop(id(reply))
-        if isinstance(result, Unmeasured):
+            entry = judged.pop(id(reply))
+        result = entry[1]
+        if isinstance(result, LLMMetricsError):
             raise result
         return Measurement(normalise(result.score, scale), f"judge: {result.score} of {scale}: {result.reason}")
 

@@ -12,7 +12,8 @@ from pytest_llmmetrics.providers.call import call_model
 from pytest_llmmetrics.providers.local import LocalModel
 from pytest_llmmetrics.providers.openai import OpenAIModel
 from pytest_llmmetrics.providers.python import CallableModel, import_callable
-from pytest_llmmetrics.providers.spec import KNOWN_SPECS, ProviderOptions, check_spec
+from pytest_llmmetrics.providers.spec import KNOWN_SPECS, JudgeCall, ProviderOptions, check_spec
+from pytest_llmmetrics.response import Response
 
 
 class ModelCache:
@@ -31,7 +32,7 @@ class ModelCache:
                 model = self._models[spec] = self._load(spec)
             return model
 
-    def judge_model(self, spec: str, wrap: Callable[[Any], Any] | None = None) -> tuple[str, Any, int]:
+    def judge_model(self, spec: str, wrap: Callable[[Any], Any] | None = None) -> tuple[str, JudgeCall, int]:
         """A judge model for ``metrics.judge``: ``(spec, call(messages, params) -> Response, concurrency)``.
 
         The model is loaded on the first call, not here, so that replayed judgements
@@ -43,7 +44,7 @@ class ModelCache:
         if wrap is not None:
             model = wrap(model)
 
-        def call(messages: list[dict[str, str]], params: dict[str, Any]) -> Any:
+        def call(messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
             return call_model(model, spec, messages, params, self.options.timeout)
 
         return spec, call, concurrency

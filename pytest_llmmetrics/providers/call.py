@@ -94,8 +94,9 @@ def no_answer(model: str, timeout: float) -> str:
 T = TypeVar("T")
 
 
-def run_with_timeout(fn: Callable[[], T], timeout: float, thread_name: str) -> T:
-    """``fn()`` in a daemon thread; its result or exception, or `TimeoutError` after ``timeout`` seconds.
+def run_with_timeout(fn: Callable[[], T], timeout: float | None, thread_name: str) -> T:
+    """``fn()`` in a daemon thread; its result or exception, or `TimeoutError` after ``timeout`` seconds
+    (None: wait for it).
 
     A Python thread cannot be killed: on a timeout ``fn`` goes on running, and
     what it returns or raises then is dropped. A daemon thread never keeps the

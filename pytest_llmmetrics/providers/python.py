@@ -6,13 +6,13 @@ import asyncio
 import importlib
 import inspect
 import sys
-import threading
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.markers import LLMSettings
+from pytest_llmmetrics.providers.call import run_with_timeout
 from pytest_llmmetrics.providers.spec import Messages, ModelCallable
 
 
@@ -112,21 +112,7 @@ def run_to_completion(awaitable: Awaitable[Any]) -> Any:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(wait())
-    outcome: list[Any] = []
-
-    def work() -> None:
-        try:
-            outcome.extend((True, asyncio.run(wait())))
-        except BaseException as exc:  # noqa: BLE001 -- re-raised on the caller's thread
-            outcome.extend((False, exc))
-
-    thread = threading.Thread(target=work, name="llm-async-model", daemon=True)
-    thread.start()
-    thread.join()
-    ok, value = outcome
-    if ok:
-        return value
-    raise value
+    return run_with_timeout(lambda: asyncio.run(wait()), None, "llm-async-model")
 
 
 def import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:

@@ -10,6 +10,7 @@ from pytest_llmmetrics.errors import ConfigError
 
 Messages = Sequence[Mapping[str, str]]
 ModelCallable = Callable[..., Any]  # (messages, **params) -> str | Response
+JudgeCall = Callable[[list[dict[str, str]], dict[str, Any]], Any]  # a judge model: (messages, params) -> Response
 
 DEFAULT_SPEC = "local"  # the embedded SmolLM2, when no --llm-model / llm_model says otherwise
 KNOWN_SPECS = "local, openai:<model>, py:<module>:<callable>"
