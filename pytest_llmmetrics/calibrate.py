@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 import iniconfig
@@ -290,8 +289,6 @@ class FileConfig:
         self._ini = ini
         self.inipath = inipath
         self.rootpath = rootpath
-        self.invocation_params = SimpleNamespace(dir=Path.cwd())
-        self.option = SimpleNamespace()
 
     def getoption(self, name: str, default: Any = None) -> Any:
         return self._cli.get(name, default)
