@@ -45,12 +45,14 @@ class LLM:
     ``timeout``: seconds to wait for one answer (``--llm-timeout``), None for no limit.
     """
 
-    def __init__(self, model: Any, settings: LLMSettings, on_send: Any = None, timeout: float | None = None) -> None:
+    def __init__(self, model: Any, settings: LLMSettings, on_send: Any = None, timeout: float | None = None,
+                 on_reply: Any = None) -> None:
         self.model = model
         self.settings = settings
         self.name = model_name(model)
         self.timeout = timeout
         self._on_send = on_send  # (model name, params, messages) -> None, for fingerprints
+        self._on_reply = on_reply  # (Response) -> None, for the model matrix's latency, tokens and cost
 
     def __repr__(self) -> str:
         return f"<llm {self.name} temperature={self.settings.temperature} max_tokens={self.settings.max_tokens}>"
@@ -128,6 +130,11 @@ class LLM:
 
     def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
         response = call_model(self.model, self.name, messages, params, self.timeout)
+        return self._received(response, messages)
+
+    def _received(self, response: Response, messages: list[dict[str, str]]) -> Response:
+        if self._on_reply is not None:
+            self._on_reply(response)
         return dataclasses.replace(response, messages=tuple(dict(m) for m in messages))
 
 
@@ -193,4 +200,4 @@ class AsyncLLM:
     async def _call(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Response:
         llm = self._llm
         response = await acall_model(llm.model, llm.name, messages, params, llm.timeout)
-        return dataclasses.replace(response, messages=tuple(dict(m) for m in messages))
+        return llm._received(response, messages)

@@ -9,10 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_llmmetrics import state
 from pytest_llmmetrics.checks.check import Check, Outcome, to_value
 from pytest_llmmetrics.checks.judge import JUDGES
 from pytest_llmmetrics.checks.registry import MetricRegistry
 from pytest_llmmetrics.errors import ConfigError, Unmeasured
+from pytest_llmmetrics.matrix import Usage
 from pytest_llmmetrics.providers.spec import JudgeCall
 from pytest_llmmetrics.redact import safe_params, scrub
 from pytest_llmmetrics.response import Response, as_response
@@ -108,6 +110,7 @@ class MetricsRecorder:
         self.fingerprint: dict[str, str] = {}
         self._prompts = hashlib.sha256()
         self._judges: set[str] = set()
+        self.usage = Usage()  # the replies of the model under test (the model matrix adds them up per model)
 
     def judge_model(self, spec: str | None) -> tuple[str, JudgeCall, int]:
         """The judge model of a judged check (`checks.judge.JudgeModels`): this test's, recorded like ``llm``."""
@@ -126,6 +129,10 @@ class MetricsRecorder:
         self.fingerprint["model"] = model
         self.fingerprint["params"] = json.dumps(safe_params(params), sort_keys=True)  # no api_key in a baseline
         self.fingerprint["prompt"] = self._prompts.hexdigest()[:16]
+
+    def note_reply(self, reply: Response) -> None:
+        """Called by the ``llm`` fixture for every reply of the model under test: its latency, tokens and cost."""
+        self.usage.add(reply, state.PRICES)
 
     def summary(self, group: str) -> dict[str, Any]:
         """This test's metrics as stored in the baseline (plain JSON types: they travel from xdist workers).

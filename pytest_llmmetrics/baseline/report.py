@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pytest_llmmetrics import matrix
 from pytest_llmmetrics.baseline import aggregate, html, render, store, trend
 from pytest_llmmetrics.baseline.compare import (
     Row,
@@ -26,6 +27,7 @@ from pytest_llmmetrics.baseline.compare import (
     inconclusive_line,
     totals,
 )
+from pytest_llmmetrics.baseline.models import ModelRow, compare_models
 from pytest_llmmetrics.baseline.store import BASELINE, HISTORY, Tests
 from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError
@@ -125,7 +127,7 @@ class MetricsReport:
 
     def __init__(self, config: pytest.Config, metrics_dir: Path, tolerance_spec: str | None, *,
                  update: bool, fail_on_regression: bool, json_path: str | None, model: str,
-                 html_path: str | None = None) -> None:
+                 html_path: str | None = None, models: list[str] | None = None) -> None:
         self.config = config
         self.metrics_dir = metrics_dir
         self.baseline_path = metrics_dir / BASELINE
@@ -146,6 +148,12 @@ class MetricsReport:
             others["$GITHUB_STEP_SUMMARY"] = Path(os.environ["GITHUB_STEP_SUMMARY"])
         check_paths(metrics_dir, reports, others)
         self.model = model
+        # The model matrix (two models or more): each test's model, and each model's totals, in the order named.
+        self.models = list(models or ()) if len(models or ()) > 1 else []
+        self.model_runs: dict[str, tuple[str, str]] = {}  # test id -> (model, test id without the model)
+        self.model_totals = {spec: matrix.ModelTotals(spec) for spec in self.models}
+        self.model_rows: list[ModelRow] = []
+        self._model_failed: set[str] = set()
         self.tests: Tests = {}
         self.rows: list[Row] = []
         self.aggregates: list[aggregate.Aggregate] = []
@@ -188,27 +196,47 @@ class MetricsReport:
     # --- what the session collected and how each test ended ---------------------------
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.deselected.update(item.nodeid for item in items)
+        self.deselected.update(self._id(item.nodeid) for item in items)
+
+    def _id(self, nodeid: str) -> str:
+        """A test's id as the baseline keys it: without xdist's ``@group`` under ``--dist loadgroup``."""
+        return matrix.plain_nodeid(nodeid, self.config)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.collection_errors += 1
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.collected.update(item.nodeid for item in session.items)
+        self.collected.update(self._id(item.nodeid) for item in session.items)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.collected.update(ids)  # under xdist the workers collect; each sends the whole list
+        self.collected.update(map(self._id, ids))  # under xdist the workers collect; each sends the whole list
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        nodeid = self._id(report.nodeid)
         if report.failed or (report.when == "call" and hasattr(report, "wasxfail")):
-            self.failed.add(report.nodeid)  # an expected failure is still not a state to accept
+            self.failed.add(nodeid)  # an expected failure is still not a state to accept
         elif report.when == "call" and report.passed:
-            self.passed.add(report.nodeid)
+            self.passed.add(nodeid)
         summary = getattr(report, "llm_metrics", None)
         if report.when == "call" and summary and summary.get("metrics"):
-            self.tests[report.nodeid] = summary
+            self.tests[nodeid] = summary
+        run = getattr(report, "llm_matrix", None)
+        if run and run.get("model") in self.model_totals:
+            self._count_model_run(nodeid, report, run)
+
+    def _count_model_run(self, nodeid: str, report: pytest.TestReport, run: dict[str, Any]) -> None:
+        totals = self.model_totals[run["model"]]
+        if nodeid not in self.model_runs:
+            self.model_runs[nodeid] = (run["model"], run["case"])
+            if not report.skipped:
+                totals.tests += 1
+        if report.failed and nodeid not in self._model_failed:
+            self._model_failed.add(nodeid)
+            totals.failed += 1
+        if run.get("usage"):
+            totals.usage.merge(run["usage"])
 
     def _full_run(self, session: pytest.Session, exitstatus: int) -> bool:
         """Every test of the suite was collected and selected, and the run was not cut short.
@@ -249,6 +277,11 @@ class MetricsReport:
         tolerances = self.tolerances()
         self.rows = compare(reference, tests, tolerances, vanished=vanished, finished=finished)
         self.aggregates = aggregate.pooled(reference, tests, tolerances)
+        if self.models:
+            secrets = env_secrets()
+            runs = {scrub(test, secrets): (spec, scrub(case, secrets))
+                    for test, (spec, case) in self.model_runs.items()}
+            self.model_rows = compare_models(tests, runs, self.models, tolerances)
         self.notes += tolerances.unknown_names(
             {name for group in (tests, reference or {}) for test in group.values() for name in test["metrics"]}
             | {m.get("kind", "") for group in (tests, reference or {}) for test in group.values()
@@ -360,14 +393,20 @@ class MetricsReport:
         return show_path(path, self.config.rootpath)
 
     def _write_json(self, path: Path) -> None:
-        atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings, self.aggregates))
+        atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings, self.aggregates,
+                                                   self.model_rows, self._totals()))
+
+    def _totals(self) -> list[matrix.ModelTotals]:
+        """Each model's totals, in the order named (empty without the model matrix)."""
+        return list(self.model_totals.values())
 
     def _write_html(self, path: Path) -> None:
         """The HTML report: the trend over the run history and the committed baselines, this run last."""
         runs = self.runs or [trend.Run.current(self.tests, store.git_commit(self.config.rootpath))]
         atomic_write_text(path, html.render(total=self.total_line(), rows=self.rows,
                                             aggregates=self.aggregates, tests=self.tests, runs=runs,
-                                            generated=runs[-1].time))
+                                            generated=runs[-1].time, models=self.model_rows,
+                                            model_totals=self._totals()))
 
     def _append_summary(self, path: Path) -> None:
         if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
@@ -404,6 +443,10 @@ class MetricsReport:
             for i, (line, verdict) in enumerate(render.pooled_table(pooled)):
                 tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                               green=verdict == "improved", bold=i == 0)
+        if self.models:
+            for i, (line, verdict) in enumerate(render.models_block(self.models, self.model_rows, self._totals())):
+                tr.write_line(line, red=verdict == "worse", green=verdict == "better", yellow=verdict == "different",
+                              bold=i == 0)
         pooled_regressed = aggregate.totals(aggregate.distinct(self.aggregates))["regressed"]
         if (regressed or pooled_regressed) and self.fail_on_regression:
             what = [f"{n} regressed {noun}" for n, noun in ((regressed, "metric(s)"),
@@ -416,4 +459,5 @@ class MetricsReport:
 
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
-        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False))
+        return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False),
+                               self.models, self.model_rows, self._totals())

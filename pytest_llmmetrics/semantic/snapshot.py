@@ -28,6 +28,7 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.single_file import SingleFileSnapshotExtension
 
+from pytest_llmmetrics import matrix, options
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, LLMMetricsWarning
 from pytest_llmmetrics.files import atomic_write_text, read_text
 from pytest_llmmetrics.redact import scrub
@@ -241,16 +242,31 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
 
     file_extension = "llm.txt"
     threshold: ClassVar[float | None] = None  # None: the engine's, from llm_similarity_threshold
+    # The model matrix: the test's snapshot name without its model, shared by every model's copy of the test.
+    shared_name: ClassVar[str | None] = None
 
     @classmethod
     def with_threshold(cls, threshold: float) -> type[SemanticSnapshotExtension]:
         """This extension with its own threshold: what ``llm_snapshot(threshold=...)`` gives syrupy for one assert."""
-        key = (cls, threshold)
-        found = _THRESHOLDS.get(key)
+        return cls.variant(threshold=threshold)
+
+    @classmethod
+    def variant(cls, **attributes: Any) -> type[SemanticSnapshotExtension]:
+        """This extension with other class settings (``threshold``, ``shared_name``): one class per setting,
+        since syrupy takes an extension as a class."""
+        if all(getattr(cls, name) == value for name, value in attributes.items()):
+            return cls
+        key = (cls, tuple(sorted(attributes.items())))
+        found = _VARIANTS.get(key)
         if found is None:
-            name = f"{cls.__name__}[threshold={threshold}]"
-            found = _THRESHOLDS[key] = type(name, (cls,), {"threshold": threshold, "__module__": cls.__module__})
+            shown = ", ".join(f"{name}={value!r}" for name, value in sorted(attributes.items()))
+            found = _VARIANTS[key] = type(f"{cls.__name__}[{shown}]", (cls,), {**attributes,
+                                                                                 "__module__": cls.__module__})
         return found
+
+    @classmethod
+    def _name(cls, test_location: Any) -> str:
+        return cls.shared_name or test_location.snapshot_name
 
     @classmethod
     def _path_key(cls, kind: str, test_location: Any, *rest: Any) -> tuple[Any, ...]:
@@ -269,14 +285,14 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     @classmethod
     def get_location(cls, *, test_location: Any, index: Any) -> str:
         # The index itself, not its text: the second assert (1) and one named "1" have different files.
-        return _remember(cls._path_key("file", test_location, test_location.snapshot_name, index),
+        return _remember(cls._path_key("file", test_location, cls._name(test_location), index),
                          functools.partial(super().get_location, test_location=test_location, index=index))
 
     @classmethod
     def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
         """syrupy's name (test name, ``.N`` for a later assert), distinct where characters were dropped."""
         suffix = f"[{index}]" if isinstance(index, str) else f".{index}" if index else ""
-        return file_stem(test_location.snapshot_name, suffix)
+        return file_stem(cls._name(test_location), suffix)
 
     @classmethod
     def matches_test_location(cls, *, test_location: Any, snapshot_location: str) -> bool:
@@ -359,9 +375,10 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         atomic_write_text(Path(snapshot_collection.location), scrub(str(data)))  # a reply may echo a secret
 
 
-# One class per (extension, threshold) for the whole process: the classes hold
+# One class per (extension, settings) for the whole process: the classes hold
 # nothing else, so runs in one process share them safely.
-_THRESHOLDS: dict[tuple[type[SemanticSnapshotExtension], float], type[SemanticSnapshotExtension]] = {}
+_VARIANTS: dict[tuple[type[SemanticSnapshotExtension], tuple[tuple[str, Any], ...]],
+                type[SemanticSnapshotExtension]] = {}
 
 
 @dataclass(eq=False, repr=False)
@@ -376,20 +393,28 @@ class LLMSnapshotAssertion(SnapshotAssertion):
 
     recorder: MetricsRecorder | None = None
     run: SnapshotRun | None = None
+    follows: str | None = None  # the model matrix: the first model, when this copy of the test runs another
 
-    def __call__(self, *, threshold: float | None = None, **kwargs: Any) -> SnapshotAssertion:
+    def __call__(self, *, threshold: float | None = None, per_model: bool = False, **kwargs: Any
+                 ) -> SnapshotAssertion:
         known = _call_arguments()
         for name in kwargs:
             if name not in known:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigError(f"llm_snapshot(): unknown argument {name!r}{hint}; it takes {', '.join(known)}")
-        if threshold is not None:
+        if not isinstance(per_model, bool):
+            raise ConfigError(f"llm_snapshot(per_model=...) takes True or False, got {per_model!r}")
+        if threshold is not None or per_model:
             extension: type[Any] = kwargs.get("extension_class") or self.extension_class
             if not issubclass(extension, SemanticSnapshotExtension):
-                raise TypeError(f"llm_snapshot(threshold=...) needs a SemanticSnapshotExtension, got {extension!r}")
-            kwargs["extension_class"] = extension.with_threshold(
-                check_threshold(threshold, "llm_snapshot(threshold=...)"))
+                raise TypeError(f"llm_snapshot(threshold=..., per_model=...) needs a SemanticSnapshotExtension, "
+                                f"got {extension!r}")
+            if threshold is not None:
+                extension = extension.with_threshold(check_threshold(threshold, "llm_snapshot(threshold=...)"))
+            if per_model:  # this model's own reference answer, in a file named with the model
+                extension = extension.variant(shared_name=None)
+            kwargs["extension_class"] = extension
         return super().__call__(**kwargs)
 
     def __eq__(self, other: object) -> bool:
@@ -397,6 +422,11 @@ class LLMSnapshotAssertion(SnapshotAssertion):
             texts = texts_of(other)
         except TypeError as exc:  # before syrupy, which would wrap it in a traceback dump
             raise ConfigError(f"{exc}: assert reply == llm_snapshot") from None
+        shared = getattr(type(self.extension), "shared_name", None)
+        if self.follows and shared and (self.update_snapshots or self.update_new_snapshots_only):
+            pytest.skip(f"llm_snapshot: with the model matrix, a --snapshot-update run records the reference "
+                        f"answer of {self.follows}, the first model; this model's copy compares with it from the "
+                        "next run (llm_snapshot(per_model=True) keeps a reference per model)")
         if self.update_snapshots:
             # Only a run that may write loads the model here (a compare loads it anyway): a snapshot is
             # never written under the name of a model that cannot load (a typo in --llm-embedding-model).
@@ -412,7 +442,8 @@ class LLMSnapshotAssertion(SnapshotAssertion):
 @functools.cache
 def _call_arguments() -> list[str]:
     """What ``llm_snapshot(...)`` takes: ``threshold`` and syrupy's own arguments."""
-    return ["threshold", *(p for p in inspect.signature(SnapshotAssertion.__call__).parameters if p != "self")]
+    return ["threshold", "per_model",
+            *(p for p in inspect.signature(SnapshotAssertion.__call__).parameters if p != "self")]
 
 
 def _record_similarity(recorder: MetricsRecorder, index: SnapshotIndex, passed: bool, verdict: Verdict | None) -> None:
@@ -448,8 +479,10 @@ class SnapshotRun:
             folder = folders.get(path)
             if folder is None:
                 folder = folders[path] = path.parent / SemanticSnapshotExtension.snapshot_dirname / path.stem
-            # syrupy's snapshot name: the classes (as in the node id), then the test name
-            selected.add((folder, file_stem(".".join(item.nodeid.split("::")[1:-1] + [item.name]))))
+            # syrupy's snapshot name: the classes (as in the node id), then the test name (without its model)
+            spec = matrix.spec_of(item)
+            name = item.name if spec is None else matrix.case_name(item, spec)
+            selected.add((folder, file_stem(".".join(item.nodeid.split("::")[1:-1] + [name]))))
         return cls(selected)
 
     def prefetch(self, engine: EmbeddingEngine) -> None:
@@ -568,6 +601,14 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
             "snapshot tests, or deselect them (-k 'not ...')"
         )
     snapshot = request.getfixturevalue("snapshot")
+    extension, follows = SemanticSnapshotExtension, None
+    item = request.node
+    spec = matrix.spec_of(item)
+    if spec is not None:  # the model matrix: one reference answer for every model's copy of the test
+        full = snapshot.test_location.snapshot_name  # the classes, then the test's name
+        extension = extension.variant(shared_name=full[: len(full) - len(item.name)] + matrix.case_name(item, spec))
+        first = options.models(request.config)[0]
+        follows = first if spec != first else None
     # What ``snapshot.use_extension(SemanticSnapshotExtension)`` makes (syrupy's
     # with_defaults copies these same public fields), as our subclass.
     return LLMSnapshotAssertion(
@@ -575,7 +616,8 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
         test_location=snapshot.test_location,
         update_snapshots=snapshot.update_snapshots,
         update_new_snapshots_only=snapshot.update_new_snapshots_only,
-        extension_class=SemanticSnapshotExtension,
+        extension_class=extension,
         recorder=recorder,
         run=request.config.stash.get(RUN_KEY, None),
+        follows=follows,
     )

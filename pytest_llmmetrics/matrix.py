@@ -1,0 +1,203 @@
+"""The model matrix: each test that uses ``llm`` or ``allm`` once per model, kept apart, compared with the first.
+
+``--llm-model`` given several times (or ``llm_models``) names the models; tests whose fixtures include
+``llm_model_spec`` get one copy per model, the spec last in the id (``test_refund[case3-local]``), unless
+their ``llm`` marker names ``model=``. The id keeps recordings and the baseline apart; the report compares
+the models (`baseline.models`). Nothing heavy is imported here: it loads at start-up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_llmmetrics.response import Response
+
+MATRIX_ARG = "llm_model_spec"
+
+
+def loadgroup(config: pytest.Config) -> bool:
+    """``--dist loadgroup``: on the controller ``dist`` says so, on a worker xdist sets ``loadgroup``."""
+    option = config.option
+    return bool(getattr(option, "loadgroup", False)) or getattr(option, "dist", None) == "loadgroup"
+
+
+def plain_nodeid(nodeid: str, config: pytest.Config) -> str:
+    """A test's id without the ``@group`` xdist appends under ``--dist loadgroup``.
+
+    The baseline, the recordings and the report key tests by id; the same test
+    must have the same id however it is distributed. The suffix follows the
+    test's name (after its ``[...]`` parameters, if any), where no Python
+    test name can hold an ``@``.
+    """
+    if "@" not in nodeid or not loadgroup(config):
+        return nodeid
+    tail_start = max(nodeid.rfind("::") + 2, nodeid.rfind("]") + 1)
+    at = nodeid.find("@", tail_start)
+    return nodeid[:at] if at >= 0 else nodeid
+
+
+def model_in(nodeid: str, specs: Sequence[str]) -> str | None:
+    """The model a matrix test id ends with (``test_a[x-local]``: ``local``), or None."""
+    if not nodeid.endswith("]"):
+        return None
+    for spec in sorted(specs, key=len, reverse=True):  # openai:gpt-4o-mini before a model named mini
+        if nodeid.endswith((f"[{spec}]", f"-{spec}]")):
+            return spec
+    return None
+
+
+def scheduler(config: pytest.Config, log: Any, specs: Sequence[str]) -> Any:
+    """``--dist loadgroup`` that keeps each model's tests on one worker, on every pytest.
+
+    xdist groups tests by the ``@group`` it appends to their ids; pytest 9.2's
+    structured ids no longer take that suffix (pytest-xdist issue #1386), so
+    grouping silently stops. This scheduler groups the matrix's tests by the
+    model their id ends with, and keeps xdist's own ``xdist_group`` groups
+    where the suffix is there.
+    """
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
+
+    class ModelGroupScheduling(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope: str = super()._split_scope(nodeid)
+            if scope != nodeid:  # xdist's own @group
+                return scope
+            return model_in(nodeid, specs) or nodeid
+
+    return ModelGroupScheduling(config, log)
+
+
+def marked_model(marks: Sequence[pytest.Mark]) -> str | None:
+    """The ``model=`` of the closest ``llm`` marker that names one."""
+    for mark in marks:
+        if mark.kwargs.get("model"):
+            return str(mark.kwargs["model"])
+    return None
+
+
+def parametrize(metafunc: pytest.Metafunc, specs: Sequence[str]) -> None:
+    """One copy of the test per model, the spec as the last part of its id (see the module docstring)."""
+    if MATRIX_ARG not in metafunc.fixturenames or len(specs) < 2:
+        return
+    definition = metafunc.definition
+    if marked_model(list(definition.iter_markers("llm"))) is not None:
+        return  # the test names its model: it runs once, with it
+    for mark in definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if MATRIX_ARG in ([n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)):
+            return  # the test chose its own models
+    # Under --dist loadgroup, xdist sends the tests of one group to one worker: one model per worker.
+    grouped = loadgroup(metafunc.config)
+    params = [pytest.param(spec, id=spec, marks=(pytest.mark.xdist_group(spec),) if grouped else ())
+              for spec in specs]
+    metafunc.parametrize(MATRIX_ARG, params, indirect=True)
+
+
+def spec_of(item: pytest.Item) -> str | None:
+    """The model of a matrix copy of a test, or None for a test that is not multiplied."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    spec = callspec.params.get(MATRIX_ARG)
+    return spec if isinstance(spec, str) else None
+
+
+def case_name(item: pytest.Item, spec: str) -> str:
+    """The test's name without the model: ``test_refund`` for ``test_refund[local]``, ``test_a[x]`` for
+    ``test_a[x-local]``. The same for every model's copy, so their results pair up (and can share a snapshot)."""
+    name = item.name
+    if name.endswith(f"[{spec}]"):
+        return name[: -len(spec) - 2]
+    if name.endswith(f"-{spec}]"):
+        return name[: -len(spec) - 2] + "]"
+    # pytest made the id unique (a suffix) or escaped it: name the copy by the other parameters' positions.
+    callspec = getattr(item, "callspec", None)
+    others = sorted((k, v) for k, v in getattr(callspec, "indices", {}).items() if k != MATRIX_ARG)
+    base = getattr(item, "originalname", name.split("[", 1)[0])
+    return f"{base}[{'-'.join(f'{k}{v}' for k, v in others)}]" if others else base
+
+
+def case_of(item: pytest.Item, spec: str) -> str:
+    """The test id without the model (see `case_name`), with its module and classes."""
+    nodeid = plain_nodeid(item.nodeid, item.config)
+    return nodeid[: len(nodeid) - len(item.name)] + case_name(item, spec)
+
+
+# --- what each model cost ---------------------------------------------------------------------------------------
+
+@dataclass
+class Usage:
+    """The replies of the model under test in one test (or summed over tests): counts, time, tokens, cost.
+
+    Each total sums the replies that report it; ``*_known`` say how many did
+    (a ``py:`` callable that returns a string reports no tokens).
+    """
+
+    calls: int = 0
+    latency_s: float = 0.0
+    timed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    counted: int = 0
+    cost_usd: float = 0.0
+    priced: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, reply: Response, prices: Mapping[str, tuple[float, float]]) -> None:
+        """One reply (``llm.sample`` adds from several threads)."""
+        with self._lock:
+            self.calls += 1
+            if reply.latency_s is not None and math.isfinite(reply.latency_s):
+                self.latency_s += reply.latency_s
+                self.timed += 1
+            if reply.prompt_tokens is not None and reply.completion_tokens is not None:
+                self.prompt_tokens += reply.prompt_tokens
+                self.completion_tokens += reply.completion_tokens
+                self.counted += 1
+                price = price_of(reply.model, prices)
+                if price is not None:
+                    self.cost_usd += (reply.prompt_tokens * price[0] + reply.completion_tokens * price[1]) / 1e6
+                    self.priced += 1
+
+    def merge(self, other: Mapping[str, Any]) -> None:
+        for name in ("calls", "latency_s", "timed", "prompt_tokens", "completion_tokens", "counted", "cost_usd",
+                     "priced"):
+            setattr(self, name, getattr(self, name) + other.get(name, 0))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "latency_s": self.latency_s, "timed": self.timed,
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "counted": self.counted, "cost_usd": self.cost_usd, "priced": self.priced}
+
+
+def price_of(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The price of ``model`` by its spec or bare name (as `metrics.cost` finds it), or None."""
+    bare = model.split(":", 1)[1] if ":" in model else model
+    return prices.get(model) or prices.get(bare)
+
+
+@dataclass
+class ModelTotals:
+    """One model over the run: its tests, how they ended, and what its replies cost."""
+
+    model: str
+    tests: int = 0
+    failed: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    def as_dict(self) -> dict[str, Any]:
+        u = self.usage
+        return {"model": self.model, "tests": self.tests, "failed": self.failed, "calls": u.calls,
+                "latency_s": u.latency_s if u.timed else None,
+                "prompt_tokens": u.prompt_tokens if u.counted else None,
+                "completion_tokens": u.completion_tokens if u.counted else None,
+                "cost_usd": u.cost_usd if u.priced else None,
+                "complete": {"latency_s": u.timed == u.calls, "tokens": u.counted == u.calls,
+                             "cost_usd": u.priced == u.calls}}

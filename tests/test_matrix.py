@@ -1,0 +1,381 @@
+"""The model matrix: each test once per model, kept apart, and each model compared with the first named."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import re
+from collections import defaultdict
+
+import pytest
+
+from pytest_llmmetrics.baseline.models import compare_models
+from pytest_llmmetrics.matrix import model_in, plain_nodeid
+
+needs_local = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="needs llama-cpp-python")
+
+# Two scripted models: `steady` answers every refund question; `shaky` refuses the ones naming an even case
+# (so a suite of 8 cases sees it refuse 4 of 8), and reports no token counts.
+MODELS = '''
+from pytest_llmmetrics import Response
+
+def steady(messages, **params):
+    q = messages[-1]["content"]
+    return Response(text=f"Refunds take 5 to 7 days ({q}).", model="py:models:steady", latency_s=0.25,
+                    prompt_tokens=10, completion_tokens=8)
+
+def shaky(messages, **params):
+    q = messages[-1]["content"]
+    if any(f"case {n}" in q for n in (0, 2, 4, 6)):
+        return "I'm sorry, but I can't help with that."
+    return f"Refunds usually take about a week ({q})."
+
+def broken(messages, **params):
+    raise RuntimeError("this model is gone")
+'''
+STEADY, SHAKY = "py:models:steady", "py:models:shaky"
+BOTH = ("--llm-model", STEADY, "--llm-model", SHAKY)
+
+SUITE = '''
+import pytest
+from pytest_llmmetrics import metrics
+
+@pytest.mark.parametrize("case", range(8))
+def test_refund(llm, llm_metrics, case):
+    reply = llm(f"How long do refunds take? case {case}")
+    llm_metrics.expect(reply, metrics.no_refusal(), metrics.char_count(max=200))
+
+def test_spec(llm_model_spec, llm):
+    assert llm.name == llm_model_spec
+
+@pytest.mark.llm(model="py:models:steady")
+def test_own_model(llm):
+    assert llm.name == "py:models:steady"
+
+def test_no_model():
+    pass
+
+class TestGrouped:
+    def test_in_class(self, llm):
+        assert llm("hi")
+'''
+
+
+@pytest.fixture
+def models(bot: pytest.Pytester) -> pytest.Pytester:
+    bot.makepyfile(models=MODELS)
+    return bot
+
+
+def ids(result: pytest.RunResult) -> set[str]:
+    return set(outcomes(result))
+
+
+def outcomes(result: pytest.RunResult) -> dict[str, str]:
+    """Test id -> outcome from a ``-v`` run, serial (``id PASSED``) or under xdist (``PASSED id``)."""
+    found = {}
+    for line in result.outlines:
+        m = re.match(r"(\S+::\S+) (PASSED|FAILED|SKIPPED)", line) or re.match(
+            r"\[gw\d+\] \[ *\d+%\] (PASSED|FAILED|SKIPPED) (\S+::\S+)", line)
+        if m:
+            test, outcome = (m.group(1), m.group(2)) if "::" in m.group(1) else (m.group(2), m.group(1))
+            found[test] = outcome
+    return found
+
+
+def test_each_test_runs_once_per_model_with_the_model_last_in_its_id(run, models):
+    models.makepyfile(test_bot=SUITE)
+    result = run("-v", *BOTH, "--llm-report-json", "report.json")
+    # 8 cases x 2 models, 2 x test_spec, 2 x the class test, test_own_model and test_no_model once each;
+    # shaky refuses 4 of the 8 cases.
+    result.assert_outcomes(passed=18, failed=4)
+    assert outcomes(result) == {
+        **{f"test_bot.py::test_refund[{case}-{STEADY}]": "PASSED" for case in range(8)},
+        **{f"test_bot.py::test_refund[{case}-{SHAKY}]": "FAILED" if case % 2 == 0 else "PASSED" for case in range(8)},
+        **{f"test_bot.py::test_spec[{spec}]": "PASSED" for spec in (STEADY, SHAKY)},
+        **{f"test_bot.py::TestGrouped::test_in_class[{spec}]": "PASSED" for spec in (STEADY, SHAKY)},
+        "test_bot.py::test_own_model": "PASSED", "test_bot.py::test_no_model": "PASSED",
+    }
+    report = json.loads((models.path / "report.json").read_text())
+    rows = {(r["metric"], r["track"]): r for r in report["models"]}
+    refusal = rows[("no_refusal", "alignment")]
+    assert {k: refusal[k] for k in ("model", "against", "tests", "value", "reference_value", "verdict")} == {
+        "model": SHAKY, "against": STEADY, "tests": 8, "value": 0.5, "reference_value": 1.0, "verdict": "worse"}
+    assert refusal["delta"] == pytest.approx(-0.5) and refusal["low"] < refusal["high"] < 0
+    assert set(refusal) >= {"model", "against", "metric", "tests", "value", "reference_value", "delta", "low",
+                            "high", "verdict"}
+    shorter = rows[("char_count", "utility")]  # max= makes shorter better; shaky is shorter in 4 cases, longer in 4
+    assert (shorter["direction"], shorter["verdict"]) == ("lower", "no difference")
+    totals = {t["model"]: t for t in report["model_totals"]}
+    # 10 tests each; 9 of them call the model (test_spec only looks at it)
+    assert totals[STEADY] == {**totals[STEADY], "tests": 10, "failed": 0, "calls": 9, "latency_s": 2.25,
+                              "prompt_tokens": 90, "completion_tokens": 72}
+    assert totals[SHAKY]["failed"] == 4 and totals[SHAKY]["prompt_tokens"] is None  # it reports no tokens
+    result.stdout.fnmatch_lines([
+        "model comparison: each model against py:models:steady (the first named), paired by test*",
+        "model*metric*track*tests*reference*value*delta*interval*verdict",
+        "py:models:shaky*no_refusal*alignment*8*100%*50%*-50.0 pts*worse",
+        "model*tests*failed*calls*latency*prompt tokens*completion tokens*cost",
+        "py:models:steady*10*0*9*2.25 s*90*72*n/a",
+        "py:models:shaky*10*4*9*0.0* s*n/a*n/a*n/a",
+    ])
+
+
+def test_the_first_model_named_is_the_reference(models):
+    models.makepyfile(test_bot=SUITE)
+    result = models.runpytest("-p", "no:xdist", "--llm-model", SHAKY, "--llm-model", STEADY, "--llm-report-json",
+                              "r.json")
+    rows = {r["metric"]: r for r in json.loads((models.path / "r.json").read_text())["models"]}
+    assert (rows["no_refusal"]["model"], rows["no_refusal"]["against"], rows["no_refusal"]["verdict"]) == (
+        STEADY, SHAKY, "better")
+    result.stdout.fnmatch_lines(["*model comparison: each model against py:models:shaky*"])
+
+
+def test_the_ini_list_and_the_command_line_that_overrides_it(models):
+    models.makeini(f"[pytest]\nllm_models =\n    {STEADY}\n    {SHAKY}\n")
+    models.makepyfile(test_bot="def test_a(llm_model_spec, llm):\n    assert llm.name == llm_model_spec\n")
+    result = models.runpytest("-p", "no:xdist", "-v")
+    result.assert_outcomes(passed=2)
+    assert ids(result) == {f"test_bot.py::test_a[{STEADY}]", f"test_bot.py::test_a[{SHAKY}]"}
+    one = models.runpytest("-p", "no:xdist", "-v", "--llm-model", SHAKY)  # one model: no matrix, plain ids
+    one.assert_outcomes(passed=1)
+    assert ids(one) == {"test_bot.py::test_a"}
+    assert "model comparison" not in one.stdout.str()
+    twice = models.runpytest("-p", "no:xdist", "-v", "--llm-model", SHAKY, "--llm-model", SHAKY)
+    assert ids(twice) == {"test_bot.py::test_a"}  # a model named twice counts once
+
+
+@pytest.mark.parametrize(("ini", "args", "expected"), [
+    ("llm_model = local\nllm_models = local py:models:steady\n", (),
+     "llm_model and llm_models are both set in *; keep one: llm_model for one model, llm_models for the model "
+     "matrix*"),
+    ("", ("--llm-model", "local,openai:gpt-4o-mini"),
+     "--llm-model / llm_model / llm_models: 'local,openai:gpt-4o-mini' names several models; give --llm-model once "
+     "per model*"),
+    ("llm_models = local gpt4\n", (), "--llm-model / llm_model / llm_models: unknown model spec 'gpt4'*"),
+])
+def test_a_bad_matrix_is_a_usage_error(models, ini, args, expected):
+    models.makeini(f"[pytest]\n{ini}")
+    models.makepyfile(test_a="def test_a(llm): pass")
+    result = models.runpytest("-p", "no:xdist", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {expected}"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_recordings_and_the_baseline_keep_each_model_apart(run, models):
+    models.makepyfile(test_bot=SUITE)
+    first = run(*BOTH, "--llm-record-mode=once", "--llm-baseline-update")
+    first.assert_outcomes(passed=18, failed=4)
+    recorded = json.loads((models.path / "__recordings__" / "test_bot.llm.json").read_text())
+    by_model = defaultdict(set)
+    for entry in recorded["recordings"]:
+        by_model[entry["model"]].add(entry["test"])
+    assert "test_bot.py::test_refund[3-py:models:steady]" in by_model[STEADY]
+    assert "test_bot.py::test_refund[3-py:models:shaky]" in by_model[SHAKY]
+    baseline = json.loads((models.path / ".llmmetrics" / "baseline.json").read_text())
+    tests = baseline.get("tests", baseline)
+    assert "test_bot.py::test_refund[1-py:models:steady]" in tests and "test_bot.py::test_refund[1-py:models:shaky]" \
+        in tests
+    # Both models gone: every reply comes back from the recordings, each model's own.
+    models.makepyfile(models=MODELS.replace("def steady(", "def _steady(").replace("def shaky(", "def _shaky(")
+                      + "\nsteady = shaky = broken\n")
+    replay = run(*BOTH, "--llm-record-mode=none", "--llm-report-json", "r.json")
+    replay.assert_outcomes(passed=18, failed=4)
+    report = json.loads((models.path / "r.json").read_text())
+    assert report["totals"]["regressed"] == 0 and report["totals"]["unchanged"] > 0
+    assert {r["metric"]: r["verdict"] for r in report["models"]}["no_refusal"] == "worse"
+
+
+def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
+    models.makepyfile(test_snap='''
+        import pytest
+
+        @pytest.mark.parametrize("q", ["a", "b"])
+        def test_shared(llm, llm_snapshot, q):
+            assert llm(f"How long do refunds take? case {q}") == llm_snapshot
+
+        def test_own(llm, llm_snapshot):
+            assert llm("How long do refunds take? case 7") == llm_snapshot(per_model=True)
+        ''')
+    update = run(*BOTH, "--snapshot-update", "-rs")
+    # The first model records the shared references; the other model's copies wait for the next run.
+    update.assert_outcomes(passed=4, skipped=2)
+    update.stdout.fnmatch_lines(["*llm_snapshot: with the model matrix, a --snapshot-update run records the "
+                                 "reference answer of py:models:steady, the first model*"])
+    folder = models.path / "__snapshots__" / "test_snap"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[2:] == ["test_shared[a].llm.txt", "test_shared[b].llm.txt"]  # no model in the shared names
+    assert len(names) == 4 and all(n.startswith("test_own[") for n in names[:2])  # one per model
+    assert "5 to 7 days" in (folder / "test_shared[a].llm.txt").read_text()  # steady's answer
+    compare = run(*BOTH, "--llm-report-json", "r.json")
+    compare.assert_outcomes(passed=6)
+    assert "snapshots unused" not in compare.stdout.str()
+    report = json.loads((models.path / "r.json").read_text())
+    row = next(r for r in report["models"] if r["metric"] == "similarity")
+    assert row["tests"] == 3 and row["reference_value"] == 1.0  # steady matches its own answers
+    again = run(*BOTH, "--snapshot-update")  # a second update keeps every file
+    again.assert_outcomes(passed=4, skipped=2)
+    assert sorted(p.name for p in folder.iterdir()) == names
+
+
+def test_a_case_that_names_its_model_runs_once(models):
+    models.makepyfile(test_a=f'''
+        import pytest
+
+        @pytest.mark.parametrize("q", ["x", pytest.param("y", marks=pytest.mark.llm(model="{SHAKY}"))])
+        def test_a(llm, q):
+            assert llm.name == ("{SHAKY}" if q == "y" else llm.name)
+        ''')
+    result = models.runpytest("-p", "no:xdist", "-rs", *BOTH)
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines([f"*this case names its model ({SHAKY}) in its marks: it runs once, as its "
+                                 f"[[]{STEADY}] copy*"])
+
+
+def test_an_llm_model_override_follows_the_matrix_when_it_takes_the_spec(models):
+    models.makeconftest('''
+        import pytest
+
+        @pytest.fixture
+        def llm_model(llm_model_spec):
+            def answer(messages, **params):
+                return f"{llm_model_spec} says hi"
+            return answer
+        ''')
+    models.makepyfile(test_a='''
+        def test_a(llm, llm_model_spec):
+            assert llm("hi").text == f"{llm_model_spec} says hi"
+        ''', test_b='''
+        import pytest
+
+        @pytest.fixture
+        def llm_model():
+            return lambda messages, **params: "fixed"
+
+        def test_b(llm):
+            assert llm("hi").text == "fixed"
+        ''')
+    result = models.runpytest("-p", "no:xdist", "-v", *BOTH)
+    result.assert_outcomes(passed=3)
+    assert ids(result) == {f"test_a.py::test_a[{STEADY}]", f"test_a.py::test_a[{SHAKY}]", "test_b.py::test_b"}
+
+
+def test_async_tests_run_once_per_model(models):
+    models.makepyfile(test_a='''
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_a(allm, llm_model_spec):
+            assert (await allm("How long? case 1")).text.startswith("Refunds")
+        ''')
+    result = models.runpytest("-p", "no:xdist", "-v", *BOTH)
+    result.assert_outcomes(passed=2)
+    assert ids(result) == {f"test_a.py::test_a[{STEADY}]", f"test_a.py::test_a[{SHAKY}]"}
+
+
+def test_dist_loadgroup_keeps_each_model_on_one_worker(models):
+    models.makepyfile(test_bot=SUITE)
+    result = models.runpytest("-n", "2", "--dist", "loadgroup", "-v", *BOTH, "--llm-baseline-update")
+    result.assert_outcomes(passed=18, failed=4)
+    workers = defaultdict(set)
+    for line in result.outlines:
+        found = re.match(r"\[(gw\d)\] .*(PASSED|FAILED) (\S+)", line)
+        if found:
+            workers[model_in(found.group(3), (STEADY, SHAKY))].add(found.group(1))
+    assert len(workers[STEADY]) == 1 and len(workers[SHAKY]) == 1 and workers[STEADY] != workers[SHAKY]
+    baseline = json.loads((models.path / ".llmmetrics" / "baseline.json").read_text())
+    assert not any("@" in test for test in baseline.get("tests", baseline))
+
+
+@needs_local
+def test_two_real_models_local_and_the_llama_cpp_server(bot, llama_server):
+    """The embedded model in-process and the same GGUF served by llama.cpp over HTTP, as two models."""
+    bot.makeini(f"[pytest]\nllm_models = local openai:smollm2\nllm_base_url = {llama_server.base_url}\n")
+    bot.makepyfile(test_real='''
+        import pytest
+        from pytest_llmmetrics import metrics
+
+        @pytest.mark.parametrize("country", ["France", "Italy", "Spain"])
+        @pytest.mark.llm(max_tokens=24, seed=0)
+        def test_capital(llm, llm_metrics, country):
+            llm_metrics.expect(llm(f"What is the capital of {country}? One word."), metrics.char_count(max=400),
+                               metrics.no_refusal())
+        ''')
+    result = bot.runpytest("-n", "2", "--dist", "loadgroup", "--llm-report-json", "r.json", "--llm-timeout", "120")
+    result.assert_outcomes(passed=6)
+    report = json.loads((bot.path / "r.json").read_text())
+    assert {(r["model"], r["against"], r["tests"]) for r in report["models"]} == {("openai:smollm2", "local", 3)}
+    totals = {t["model"]: t for t in report["model_totals"]}
+    for spec in ("local", "openai:smollm2"):
+        assert totals[spec]["calls"] == 3 and totals[spec]["completion_tokens"] > 0 and totals[spec]["latency_s"] > 0
+    assert totals["local"]["cost_usd"] == 0.0  # the embedded model is free; the server has no price set
+    assert totals["openai:smollm2"]["cost_usd"] is None
+
+
+# --- units ------------------------------------------------------------------------------------------------------
+
+class _Option:
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+class _Config:
+    def __init__(self, **values):
+        self.option = _Option(**values)
+
+
+@pytest.mark.parametrize(("nodeid", "expected"), [
+    ("t.py::test_a[x-local]@local", "t.py::test_a[x-local]"),
+    ("t.py::test_a@db", "t.py::test_a"),
+    ("t.py::test_a[me@example.com]", "t.py::test_a[me@example.com]"),  # an @ inside the parameters stays
+    ("t.py::test_a[a::b@c]@g", "t.py::test_a[a::b@c]"),
+    ("t.py::TestX::test_a", "t.py::TestX::test_a"),
+])
+def test_plain_nodeid_drops_only_xdists_group_suffix(nodeid, expected):
+    assert plain_nodeid(nodeid, _Config(loadgroup=True)) == expected  # type: ignore[arg-type]
+    assert plain_nodeid(nodeid, _Config(dist="load")) == nodeid  # type: ignore[arg-type]
+
+
+def test_model_in_prefers_the_longest_spec():
+    specs = ("mini", "openai:gpt-4o-mini", "local")
+    assert model_in("t.py::test[openai:gpt-4o-mini]", specs) == "openai:gpt-4o-mini"
+    assert model_in("t.py::test[3-local]", specs) == "local"
+    assert model_in("t.py::test[3-localx]", specs) is None
+    assert model_in("t.py::test", specs) is None
+
+
+def _metric(mean: float, n: int = 1) -> dict:
+    return {"mean": mean, "n": n, "kind": "score", "higher_is_better": True, "scale": "numeric", "std": 0.0,
+            "passed": True, "threshold": None, "track": "utility", "group": None}
+
+
+def _simulate(effect: float, runs: int, tests: int, seed: int) -> dict[str, int]:
+    """Two models over `tests` tests whose difficulty varies a lot (sd 0.15) and whose scores are noisy (sd 0.05);
+    the second is better by `effect`. Returns how often each verdict came out."""
+    rng = random.Random(seed)
+    counts: dict[str, int] = defaultdict(int)
+    for _ in range(runs):
+        metrics, runs_map = {}, {}
+        for t in range(tests):
+            difficulty = rng.gauss(0.6, 0.15)
+            for spec, shift in (("a", 0.0), ("b", effect)):
+                nodeid = f"t.py::test[{t}-{spec}]"
+                metrics[nodeid] = {"fingerprint": {}, "metrics": {"score": _metric(difficulty + shift
+                                                                                    + rng.gauss(0, 0.05))}}
+                runs_map[nodeid] = (spec, f"t.py::test[{t}]")
+        rows = compare_models(metrics, runs_map, ["a", "b"])
+        counts[rows[0].verdict] += 1
+    return counts
+
+
+def test_simulated_model_comparisons_rarely_call_equal_models_different_and_find_real_gaps():
+    """Seeded: 400 comparisons of equal models over 30 tests; 200 with a 0.05 gap (the README gives the figures)."""
+    equal = _simulate(0.0, 400, 30, seed=7)
+    # Each way is a one-sided test at 3.5 %: 14 of 400 each way in this simulation.
+    assert equal["better"] <= 0.05 * 400 and equal["worse"] <= 0.05 * 400, equal
+    gap = _simulate(0.05, 200, 30, seed=8)
+    assert gap["better"] >= 0.9 * 200 and gap["worse"] == 0, gap  # paired by test, the difficulty spread cancels
+    worse = _simulate(-0.05, 200, 30, seed=9)
+    assert worse["worse"] >= 0.9 * 200 and worse["better"] == 0, worse
