@@ -144,7 +144,7 @@ def model_interval(m: ModelRow) -> str:
     return f"[{m.low * 100:+.1f}, {m.high * 100:+.1f}]" if m.binary else f"[{m.low:+.3g}, {m.high:+.3g}]"
 
 
-def _some(total: float, known: int, calls: int, unit: str = "") -> str:
+def _some(total: float | int, known: int, calls: int, unit: str = "") -> str:
     """A total over the replies that reported it: ``n/a`` if none did, the share if only some did."""
     if not known:
         return "n/a"
