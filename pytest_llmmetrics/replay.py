@@ -18,6 +18,7 @@ import pytest
 from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
+from pytest_llmmetrics.matrix import plain_nodeid
 from pytest_llmmetrics.providers.call import acall_model, call_model
 from pytest_llmmetrics.providers.spec import model_name
 from pytest_llmmetrics.redact import env_secrets, safe_params, scrub
@@ -241,7 +242,7 @@ class Recordings:
 
     def wrap(self, model: Any, item: pytest.Item, timeout: float | None = None) -> RecordingModel:
         """``model`` for ``item``, replayed and recorded as the mode says; ``timeout`` limits each real call."""
-        sender = Sender(recording_path(item.path), item.nodeid, item.config.rootpath,
+        sender = Sender(recording_path(item.path), plain_nodeid(item.nodeid, item.config), item.config.rootpath,
                         item.config.invocation_params.dir,
                         f"pytest '{_command_id(item)}' --llm-record-mode=new_episodes")
         return self.wrap_for(model, sender, item.stash.setdefault(PENDING_KEY, []), timeout)
@@ -273,7 +274,8 @@ class Recordings:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not self.writer:  # an xdist worker: its reports go to the controller, which writes
             return
-        ran = (self._file_of(report.fspath), report.nodeid) if report.when == "call" else None
+        ran = (self._file_of(report.fspath), plain_nodeid(report.nodeid, self.config)) if report.when == "call" \
+            else None
         self.collect(getattr(report, "llm_recordings", None) or (), ran)
 
     def collect(self, recorded: Collection[dict[str, Any]], ran: tuple[str, str] | None = None) -> None:
@@ -455,7 +457,7 @@ class RecordingModel:
 def _command_id(item: pytest.Item) -> str:
     """The test's id as typed from where pytest was started (the rootdir may be a subfolder)."""
     start = item.config.invocation_params.dir
-    _, sep, rest = item.nodeid.partition("::")
+    _, sep, rest = plain_nodeid(item.nodeid, item.config).partition("::")
     try:
         path = Path(os.path.relpath(item.path, start)).as_posix()
     except ValueError:  # another drive (Windows)

@@ -84,9 +84,10 @@ def outcomes(result: pytest.RunResult) -> dict[str, str]:
     return found
 
 
-def test_each_test_runs_once_per_model_with_the_model_last_in_its_id(run, models):
+def test_each_test_runs_once_per_model_with_the_model_last_in_its_id(run, models, monkeypatch):
     models.makepyfile(test_bot=SUITE)
-    result = run("-v", *BOTH, "--llm-report-json", "report.json")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(models.path / "summary.md"))
+    result = run("-v", *BOTH, "--llm-report-json", "report.json", "--llm-report-html", "report.html")
     # 8 cases x 2 models, 2 x test_spec, 2 x the class test, test_own_model and test_no_model once each;
     # shaky refuses 4 of the 8 cases.
     result.assert_outcomes(passed=18, failed=4)
@@ -120,6 +121,13 @@ def test_each_test_runs_once_per_model_with_the_model_last_in_its_id(run, models
         "py:models:steady*10*0*9*2.25 s*90*72*n/a",
         "py:models:shaky*10*4*9*0.0* s*n/a*n/a*n/a",
     ])
+    page = (models.path / "report.html").read_text()
+    assert '<a href="#models">Models</a>' in page and '<table class="sortable" id="models-table">' in page
+    assert re.search(r"<code>py:models:shaky</code>.*?<code>no_refusal</code>.*?worse", page)
+    assert "<td><code>py:models:steady</code><td>10<td>0<td>9<td>2.25 s<td>90<td>72<td>n/a" in page
+    summary = (models.path / "summary.md").read_text()
+    assert "| `py:models:shaky` | `no_refusal` | alignment | 8 | 100% | 50% | -50.0 pts |" in summary
+    assert "**worse** |" in summary and "| `py:models:steady` | 10 | 0 | 9 | 2.25 s | 90 | 72 | n/a |" in summary
 
 
 def test_the_first_model_named_is_the_reference(models):

@@ -59,7 +59,8 @@ class Aggregate:
 _Sums = dict[str, list[float]]
 
 
-def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None = None) -> list[Aggregate]:
+def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None = None, *,
+           same_run: bool = False) -> list[Aggregate]:
     """Every metric kind pooled over the suite, each track and each group.
 
     A test counts once per scope and metric: the mean of its metrics of that
@@ -69,7 +70,9 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
     with the metric on both sides with the same number of samples are paired;
     a changed sample count skews the differences (in simulation, 1 sample
     against 10 at a 97 % pass rate called a false regression in 48 % of runs).
-    Scopes with fewer than two such tests are not compared.
+    Scopes with fewer than two such tests are not compared. ``same_run``: both
+    sides were measured in one run (the model matrix), so no noise is shared
+    between runs and `SHARED_NOISE` kinds are judged by the interval too.
     """
     tolerances = tolerances or Tolerances()
     base_tests = baseline or {}
@@ -113,7 +116,8 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
     aggregates: list[Aggregate] = []
     for key, found in scopes.items():
         for (scope, name), by_test in found.items():
-            aggregate = _compare(scope, name, key[0], kinds[key], key[1], binary[key], by_test, tolerances)
+            aggregate = _compare(scope, name, key[0], kinds[key], key[1], binary[key], by_test,
+                                 None if same_run else tolerances)
             if aggregate is not None:
                 aggregate.left_out = len(left_out[key])
                 aggregates.append(aggregate)
@@ -124,14 +128,14 @@ def pooled(baseline: Tests | None, current: Tests, tolerances: Tolerances | None
 
 
 def _compare(scope: str, name: str, metric: str, kind: str, higher: bool | None, binary: bool, sums: _Sums,
-             tolerances: Tolerances) -> Aggregate | None:
+             tolerances: Tolerances | None) -> Aggregate | None:
     if len(sums) < 2:
         return None
     base = [b / k for b, _, k in sums.values()]
     cur = [c / k for _, c, k in sums.values()]
     base_mean, cur_mean = math.fsum(base) / len(base), math.fsum(cur) / len(cur)
     tolerance = noise_floor(kind, base_mean, cur_mean)
-    if kind in SHARED_NOISE:
+    if kind in SHARED_NOISE and tolerances is not None:
         tolerance = max(tolerance, tolerances.for_metric(kind, kind, base_mean))
     directed = higher is not None
     alpha = stats.POOLED_ALPHA if directed else stats.POOLED_ALPHA / 2

@@ -47,9 +47,12 @@ def compare_models(tests: Tests, runs: Mapping[str, tuple[str, str]], order: Seq
     ``tests``: this run's metrics by test id; ``runs``: test id -> (model, the
     test id without the model). The comparison is the pooled one of the delta
     report (`aggregate.pooled`) with the first model in the baseline's place:
-    paired by test, tests as clusters, one-sided 97.5 % bounds, the false
-    discovery rate held over each model's rows, and tolerances as for the
-    baseline. A model needs two tests or more with a metric that both ran.
+    paired by test, tests as clusters, one-sided bounds at `stats.POOLED_ALPHA`,
+    the false discovery rate held over each model's rows. Both models ran on
+    the same machine in the same run, so latency is judged by its interval
+    too (against a baseline, a run on a slower machine moves every test
+    alike, hence the 50 % tolerance there). A model needs two tests or more
+    with a metric that both ran.
     """
     by_model: dict[str, Tests] = {}
     for test, metrics in tests.items():
@@ -63,7 +66,7 @@ def compare_models(tests: Tests, runs: Mapping[str, tuple[str, str]], order: Seq
     for model in order[1:]:
         if model not in by_model:
             continue
-        for a in aggregate.pooled(by_model[first], by_model[model], tolerances):
+        for a in aggregate.pooled(by_model[first], by_model[model], tolerances, same_run=True):
             if a.scope != "track":
                 continue
             rows.append(ModelRow(model, first, a.metric, a.name, a.tests, a.current, a.baseline, a.delta, a.low,
