@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_llmmetrics.redact import env_secrets, scrub
+
 if TYPE_CHECKING:
     from pytest_llmmetrics.response import Response
 
@@ -95,7 +97,8 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[str]) -> None:
             return  # the test chose its own models
     # Under --dist loadgroup, xdist sends the tests of one group to one worker: one model per worker.
     grouped = loadgroup(metafunc.config)
-    params = [pytest.param(spec, id=spec, marks=(pytest.mark.xdist_group(spec),) if grouped else ())
+    secrets = env_secrets()  # a spec may hold a secret (openai:$KEY by mistake): never shown in an id
+    params = [pytest.param(spec, id=scrub(spec, secrets), marks=(pytest.mark.xdist_group(spec),) if grouped else ())
               for spec in specs]
     metafunc.parametrize(MATRIX_ARG, params, indirect=True)
 

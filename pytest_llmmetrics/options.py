@@ -182,7 +182,8 @@ def check_config(config: pytest.Config) -> None:
         try:
             if "," in spec:
                 raise ConfigError(f"{spec!r} names several models; give --llm-model once per model "
-                                  "(--llm-model local --llm-model openai:gpt-4o-mini), or list them in llm_models")
+                                  "(--llm-model local --llm-model openai:gpt-4o-mini), or list them in llm_models "
+                                  "separated by spaces or new lines, without commas")
             check_spec(spec)
         except ConfigError as exc:
             raise pytest.UsageError(f"--llm-model / llm_model / llm_models: {exc}") from None

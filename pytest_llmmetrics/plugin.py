@@ -245,7 +245,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
     spec = matrix.spec_of(item)
-    if spec is not None:  # the model comparison pairs the models' copies of a test and adds up their usage
+    if spec is not None and matrix.marked_model(list(item.iter_markers("llm"))) in (None, spec):
+        # The model comparison pairs the models' copies of a test and adds up their usage (a case that names
+        # another model in its marks is that model's: it is in no model's column).
         report.llm_matrix = {"model": spec, "case": matrix.case_of(item, spec),
                              "usage": recorder.usage.as_dict() if recorder is not None and call.when == "call"
                              else None}
@@ -293,10 +295,12 @@ def llm_model_spec(request: pytest.FixtureRequest) -> str:
     item = request.node
     spec = getattr(request, "param", None)
     if spec is not None:
-        first = options.models(item.config)[0]
         marked = matrix.marked_model(list(item.iter_markers("llm")))
-        if marked is not None and spec != first:  # model= in a pytest.param's marks: one copy runs it
-            pytest.skip(f"this case names its model ({marked}) in its marks: it runs once, as its [{first}] copy")
+        if marked is not None:  # model= in a pytest.param's marks: one copy runs it, that model's if it has one
+            specs = options.models(item.config)
+            keep = marked if marked in specs else specs[0]
+            if spec != keep:
+                pytest.skip(f"this case names its model ({marked}) in its marks: it runs once, as its [{keep}] copy")
     return _test_settings(item).model
 
 
@@ -306,9 +310,13 @@ def llm_model(llm_model_spec: str, request: pytest.FixtureRequest) -> Any:
 
     Return any callable ``(messages, **params) -> str | Response``, or a model
     spec string (``"py:myapp.bot:reply"``, ``"openai:gpt-4o-mini"``). The default
-    loads the model ``llm_model_spec`` names.
+    loads the model ``llm_model_spec`` names; with ``--llm-record-mode=none``, on its first call only, which
+    a replay never makes (the model need not be importable or installed there).
     """
-    return model_cache(request.config).get(llm_model_spec)
+    models = model_cache(request.config)
+    if options.get(request.config, "llm_record_mode") == "none":
+        return models.lazy(llm_model_spec)
+    return models.get(llm_model_spec)
 
 
 @pytest.fixture

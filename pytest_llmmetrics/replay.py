@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import threading
 from collections import Counter
 from collections.abc import Collection, Mapping
@@ -18,7 +19,7 @@ import pytest
 from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.files import atomic_write_text, load_json, read_text
-from pytest_llmmetrics.matrix import plain_nodeid
+from pytest_llmmetrics.matrix import plain_nodeid, spec_of
 from pytest_llmmetrics.providers.call import acall_model, call_model
 from pytest_llmmetrics.providers.spec import model_name
 from pytest_llmmetrics.redact import env_secrets, safe_params, scrub
@@ -244,7 +245,7 @@ class Recordings:
         """``model`` for ``item``, replayed and recorded as the mode says; ``timeout`` limits each real call."""
         sender = Sender(recording_path(item.path), plain_nodeid(item.nodeid, item.config), item.config.rootpath,
                         item.config.invocation_params.dir,
-                        f"pytest '{_command_id(item)}' --llm-record-mode=new_episodes")
+                        f"pytest '{_command_id(item)}'{_matrix_flags(item)} --llm-record-mode=new_episodes")
         return self.wrap_for(model, sender, item.stash.setdefault(PENDING_KEY, []), timeout)
 
     def wrap_for(self, model: Any, sender: Sender, pending: list[dict[str, Any]],
@@ -463,6 +464,14 @@ def _command_id(item: pytest.Item) -> str:
     except ValueError:  # another drive (Windows)
         return item.nodeid
     return path + sep + rest
+
+
+def _matrix_flags(item: pytest.Item) -> str:
+    """The models of a matrix given on the command line: without them the test id would not be found."""
+    given = item.config.getoption("llm_model", None)
+    if spec_of(item) is None or not given:
+        return ""
+    return "".join(f" --llm-model {shlex.quote(spec)}" for spec in dict.fromkeys(given))
 
 
 def _difference(entry: Mapping[str, Any], model: str, messages: list[dict[str, str]], params: dict[str, Any]) -> str:

@@ -196,6 +196,40 @@ def test_recordings_and_the_baseline_keep_each_model_apart(run, models):
     assert {r["metric"]: r["verdict"] for r in report["models"]}["no_refusal"] == "worse"
 
 
+def test_a_missing_recording_says_how_to_record_it_with_the_models(models):
+    models.makeini(f"[pytest]\nllm_models = {STEADY} {SHAKY}\n")
+    models.makepyfile(test_rec="def test_r(llm):\n    llm('How long? case 1')\n")
+    result = models.runpytest("-p", "no:xdist", "--llm-record-mode=none", "--llm-model", STEADY, "--llm-model",
+                              "py:models:broken")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([f"*pytest 'test_rec.py::test_r[[]{STEADY}]' --llm-model {STEADY} --llm-model "
+                                 "py:models:broken --llm-record-mode=new_episodes*"])
+    hint = models.runpytest("-p", "no:xdist", "--llm-record-mode=none")  # the ini's models: the id alone works
+    hint.stdout.fnmatch_lines([f"*pytest 'test_rec.py::test_r[[]{SHAKY}]' --llm-record-mode=new_episodes*"])
+    record = models.runpytest("-p", "no:xdist", f"test_rec.py::test_r[{SHAKY}]", "--llm-record-mode=new_episodes")
+    record.assert_outcomes(passed=1)  # the command it gives works
+
+
+def test_a_replay_needs_no_model_installed(models):
+    models.makepyfile(test_bot=SUITE)
+    models.runpytest("-p", "no:xdist", *BOTH, "--llm-record-mode=once").assert_outcomes(passed=18, failed=4)
+    (models.path / "models.py").unlink()
+    replay = models.runpytest("-p", "no:xdist", *BOTH, "--llm-record-mode=none")
+    # test_own_model pins steady by its marker: replayed too. Nothing imports models.py.
+    replay.assert_outcomes(passed=18, failed=4)
+    assert "cannot import" not in replay.stdout.str()
+
+
+def test_a_secret_in_a_model_spec_never_shows(models, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-TESTSECRET0123456789abcdef")
+    models.makepyfile(test_a="def test_a(llm_model_spec):\n    pass\n")
+    result = models.runpytest("-p", "no:xdist", "-v", "--llm-model", STEADY, "--llm-model",
+                              "openai:sk-proj-TESTSECRET0123456789abcdef", "--llm-report-json", "r.json")
+    result.assert_outcomes(passed=2)
+    assert "TESTSECRET" not in result.stdout.str() + (models.path / "r.json").read_text()
+    result.stdout.fnmatch_lines(["*test_a.py::test_a[[]openai:<redacted*] PASSED*"])
+
+
 def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
     models.makepyfile(test_snap='''
         import pytest
@@ -207,15 +241,16 @@ def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
         def test_own(llm, llm_snapshot):
             assert llm("How long do refunds take? case 7") == llm_snapshot(per_model=True)
         ''')
-    update = run(*BOTH, "--snapshot-update", "-rs")
-    # The first model records the shared references; the other model's copies wait for the next run.
-    update.assert_outcomes(passed=4, skipped=2)
-    update.stdout.fnmatch_lines(["*llm_snapshot: with the model matrix, a --snapshot-update run records the "
-                                 "reference answer of py:models:steady, the first model*"])
+    update = run(*BOTH, "--snapshot-update")
+    # The first model records the shared references; the other model's shared asserts neither compare nor
+    # write in this run (they compare from the next one), and its per-model snapshot is recorded.
+    update.assert_outcomes(passed=6)
+    update.stdout.fnmatch_lines(["*llm_snapshot: in a --snapshot-update run, the model matrix records the first "
+                                 "model's answers as the shared references*"])
     folder = models.path / "__snapshots__" / "test_snap"
     names = sorted(p.name for p in folder.iterdir())
     assert names[2:] == ["test_shared[a].llm.txt", "test_shared[b].llm.txt"]  # no model in the shared names
-    assert len(names) == 4 and all(n.startswith("test_own[") for n in names[:2])  # one per model
+    assert len(names) == 4 and all(n.startswith("test_own[") and n.endswith(".llm-model.txt") for n in names[:2])
     assert "5 to 7 days" in (folder / "test_shared[a].llm.txt").read_text()  # steady's answer
     compare = run(*BOTH, "--llm-report-json", "r.json")
     compare.assert_outcomes(passed=6)
@@ -224,22 +259,52 @@ def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
     row = next(r for r in report["models"] if r["metric"] == "similarity")
     assert row["tests"] == 3 and row["reference_value"] == 1.0  # steady matches its own answers
     again = run(*BOTH, "--snapshot-update")  # a second update keeps every file
-    again.assert_outcomes(passed=4, skipped=2)
+    again.assert_outcomes(passed=6)
+    assert sorted(p.name for p in folder.iterdir()) == names
+    # An update with one model (no matrix) leaves the per-model files alone: only the matrix uses them.
+    one = run("--llm-model", STEADY, "--snapshot-update", "-k", "shared")
+    one.assert_outcomes(passed=2)
+    assert "deleted" not in one.stdout.str()
     assert sorted(p.name for p in folder.iterdir()) == names
 
 
-def test_a_case_that_names_its_model_runs_once(models):
-    models.makepyfile(test_a=f'''
+def test_a_later_per_model_snapshot_of_another_model_is_recorded_in_the_update_run(models):
+    models.makepyfile(test_snap='''
+        def test_two(llm, llm_snapshot):
+            reply = llm("How long do refunds take? case 3")
+            assert reply == llm_snapshot
+            assert reply.text.upper() == llm_snapshot(per_model=True)
+        ''')
+    models.runpytest("-p", "no:xdist", *BOTH, "--snapshot-update").assert_outcomes(passed=2)
+    assert len(list((models.path / "__snapshots__" / "test_snap").glob("test_two[[]*.1.llm-model.txt"))) == 2
+    models.runpytest("-p", "no:xdist", *BOTH).assert_outcomes(passed=2)
+
+
+def test_a_case_that_names_its_model_runs_once_as_that_models_copy(models):
+    models.makepyfile(test_a='''
         import pytest
 
-        @pytest.mark.parametrize("q", ["x", pytest.param("y", marks=pytest.mark.llm(model="{SHAKY}"))])
+        @pytest.mark.parametrize("q", [
+            "x",
+            pytest.param("y", marks=pytest.mark.llm(model="{SHAKY}")),
+            pytest.param("z", marks=pytest.mark.llm(model="py:models:broken")),
+        ])
         def test_a(llm, q):
-            assert llm.name == ("{SHAKY}" if q == "y" else llm.name)
-        ''')
-    result = models.runpytest("-p", "no:xdist", "-rs", *BOTH)
-    result.assert_outcomes(passed=3, skipped=1)
-    result.stdout.fnmatch_lines([f"*this case names its model ({SHAKY}) in its marks: it runs once, as its "
-                                 f"[[]{STEADY}] copy*"])
+            pass
+        '''.replace("{SHAKY}", SHAKY))
+    result = models.runpytest("-p", "no:xdist", "-v", "-rs", *BOTH, "--llm-report-json", "r.json")
+    result.assert_outcomes(passed=4, skipped=2)
+    assert {k: v for k, v in outcomes(result).items() if v == "PASSED"} == {
+        f"test_a.py::test_a[x-{STEADY}]": "PASSED", f"test_a.py::test_a[x-{SHAKY}]": "PASSED",
+        f"test_a.py::test_a[y-{SHAKY}]": "PASSED",  # its own model's copy
+        f"test_a.py::test_a[z-{STEADY}]": "PASSED",  # a model outside the matrix: the first model's copy
+    }
+    result.stdout.fnmatch_lines_random([
+        f"*this case names its model ({SHAKY}) in its marks: it runs once, as its [[]{SHAKY}] copy*",
+        f"*this case names its model (py:models:broken) in its marks: it runs once, as its [[]{STEADY}] copy*"])
+    # The z case ran another model: it counts in no model's column.
+    totals = {t["model"]: t["tests"] for t in json.loads((models.path / "r.json").read_text())["model_totals"]}
+    assert totals == {STEADY: 1, SHAKY: 2}
 
 
 def test_an_llm_model_override_follows_the_matrix_when_it_takes_the_spec(models):

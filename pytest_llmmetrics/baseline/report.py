@@ -257,6 +257,10 @@ class MetricsReport:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        secrets = env_secrets()
+        self.models = [scrub(spec, secrets) for spec in self.models]  # a spec may hold a secret by mistake
+        for model_totals in self.model_totals.values():
+            model_totals.model = scrub(model_totals.model, secrets)
         if not self.tests:
             # The suite recorded no metric: no section and no history; a report asked for is still written
             # (saying so), so that a CI job never uploads an older run's report as this one's.
@@ -278,8 +282,7 @@ class MetricsReport:
         self.rows = compare(reference, tests, tolerances, vanished=vanished, finished=finished)
         self.aggregates = aggregate.pooled(reference, tests, tolerances)
         if self.models:
-            secrets = env_secrets()
-            runs = {scrub(test, secrets): (spec, scrub(case, secrets))
+            runs = {scrub(test, secrets): (scrub(spec, secrets), scrub(case, secrets))
                     for test, (spec, case) in self.model_runs.items()}
             self.model_rows = compare_models(tests, runs, self.models, tolerances)
         self.notes += tolerances.unknown_names(

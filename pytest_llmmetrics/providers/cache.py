@@ -38,9 +38,8 @@ class ModelCache:
         The model is loaded on the first call, not here, so that replayed judgements
         (``wrap``: the test's recorded replies) need no judge model at all.
         """
-        kind, _ = check_spec(spec)
-        concurrency = self.options.concurrency if kind == "openai" else 1
-        model: Any = LazyModel(spec, lambda: self.get(spec), concurrency, self.options.timeout)
+        model: Any = self.lazy(spec)
+        concurrency = model.max_concurrency
         if wrap is not None:
             model = wrap(model)
 
@@ -48,6 +47,12 @@ class ModelCache:
             return call_model(model, spec, messages, params, self.options.timeout)
 
         return spec, call, concurrency
+
+    def lazy(self, spec: str) -> LazyModel:
+        """The model of ``spec``, loaded on its first call (a replayed reply needs no model)."""
+        kind, _ = check_spec(spec)
+        concurrency = self.options.concurrency if kind == "openai" else 1
+        return LazyModel(spec, lambda: self.get(spec), concurrency, self.options.timeout)
 
     def resolve(self, model: Any, where: str = "the llm_model fixture") -> Any:
         """What an ``llm_model`` fixture returned, as a model: a spec string is loaded like ``--llm-model``."""
@@ -76,7 +81,7 @@ class ModelCache:
 
 
 class LazyModel:
-    """A model loaded on its first call (a judge: a replayed judgement never loads it)."""
+    """A model loaded on its first call (a replayed reply or judgement never loads it)."""
 
     enforces_timeout = True  # it calls the model through call_model, with the timeout, itself
 

@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from pytest_llmmetrics.semantic.engine import EmbeddingEngine
 
 MODEL_FIELD = "embedding-model"
+PER_MODEL_EXTENSION = "llm-model.txt"  # the model matrix's per-model snapshots (not ``*.llm.txt``: see make_assertion)
+DEFERRED = "(compared from the next run)"
+DEFERRED_WARNING = (
+    "llm_snapshot: in a --snapshot-update run, the model matrix records the first model's answers as the shared "
+    "references; the other models' copies of the test compare with them from the next run "
+    "(llm_snapshot(per_model=True) keeps a reference per model)")
 SAMPLES_FIELD = "samples"
 SEPARATOR = "---"
 
@@ -244,6 +250,8 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     threshold: ClassVar[float | None] = None  # None: the engine's, from llm_similarity_threshold
     # The model matrix: the test's snapshot name without its model, shared by every model's copy of the test.
     shared_name: ClassVar[str | None] = None
+    # The model matrix in a --snapshot-update run: another model's copy, which neither compares nor writes.
+    deferred: ClassVar[bool] = False
 
     @classmethod
     def with_threshold(cls, threshold: float) -> type[SemanticSnapshotExtension]:
@@ -309,6 +317,8 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
 
     def read_snapshot_data_from_location(self, *, snapshot_location: str, snapshot_name: str,
                                          session_id: str) -> str | None:
+        if self.deferred:  # nothing to read: it compares from the next run, stored or not
+            return render(DEFERRED, "")
         with _own_message():
             try:
                 data = read(snapshot_location)
@@ -336,6 +346,8 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
         return texts[max(range(len(texts)), key=scores.__getitem__)]
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
+        if self.deferred:
+            return True
         comparison: Comparison = serialized_data.comparison
         with _own_message():
             engine = get_engine()
@@ -371,6 +383,8 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
     def write_snapshot_collection(
         cls, *, snapshot_collection: SnapshotCollection, name_order: dict[str, int] | None = None
     ) -> None:
+        if cls.deferred:
+            return
         data = next(iter(snapshot_collection)).data
         atomic_write_text(Path(snapshot_collection.location), scrub(str(data)))  # a reply may echo a secret
 
@@ -412,8 +426,8 @@ class LLMSnapshotAssertion(SnapshotAssertion):
                                 f"got {extension!r}")
             if threshold is not None:
                 extension = extension.with_threshold(check_threshold(threshold, "llm_snapshot(threshold=...)"))
-            if per_model:  # this model's own reference answer, in a file named with the model
-                extension = extension.variant(shared_name=None)
+            if per_model and extension.shared_name:  # the matrix: this model's own reference, named with it
+                extension = extension.variant(shared_name=None, file_extension=PER_MODEL_EXTENSION)
             kwargs["extension_class"] = extension
         return super().__call__(**kwargs)
 
@@ -422,11 +436,14 @@ class LLMSnapshotAssertion(SnapshotAssertion):
             texts = texts_of(other)
         except TypeError as exc:  # before syrupy, which would wrap it in a traceback dump
             raise ConfigError(f"{exc}: assert reply == llm_snapshot") from None
-        shared = getattr(type(self.extension), "shared_name", None)
-        if self.follows and shared and (self.update_snapshots or self.update_new_snapshots_only):
-            pytest.skip(f"llm_snapshot: with the model matrix, a --snapshot-update run records the reference "
-                        f"answer of {self.follows}, the first model; this model's copy compares with it from the "
-                        "next run (llm_snapshot(per_model=True) keeps a reference per model)")
+        extension = type(self.extension)
+        if (self.follows and issubclass(extension, SemanticSnapshotExtension) and extension.shared_name
+                and (self.update_snapshots or self.update_new_snapshots_only)):
+            # Another model's copy in an update run: the first model records the reference; this assert neither
+            # compares nor writes (it still counts, so the test's later asserts keep their own snapshots).
+            warnings.warn(LLMMetricsWarning(DEFERRED_WARNING), stacklevel=2)
+            self(extension_class=extension.variant(deferred=True))
+            return bool(super().__eq__(Comparison(other, self.run)))
         if self.update_snapshots:
             # Only a run that may write loads the model here (a compare loads it anyway): a snapshot is
             # never written under the name of a model that cannot load (a typo in --llm-embedding-model).
