@@ -14,6 +14,7 @@ import pytest
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.files import json_value
+from pytest_llmmetrics.redact import env_secrets, scrub
 
 FORMATS = {".jsonl": "JSON Lines", ".ndjson": "JSON Lines", ".json": "JSON", ".csv": "CSV", ".yaml": "YAML",
            ".yml": "YAML"}
@@ -50,23 +51,30 @@ def _cases(path: str | Path, id: str | None, caller: str | None) -> list[Any]:
     if kind is None:
         raise ConfigError(f"{file}: cases() reads {', '.join(sorted(FORMATS))} files; rename it or convert it")
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        data = file.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file (cases() paths are relative to the test file)") from None
     except IsADirectoryError:
         raise ConfigError(f"{file}: is a folder; give cases() a data file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot be read as UTF-8 text ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Excel's CSV) is dropped
+    except UnicodeDecodeError as exc:
+        at = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, at) + 1
+        raise ConfigError(f"{file}:{line}: not UTF-8 text (byte 0x{data[at]:02x}); save the file as UTF-8") from None
     rows = list({"JSON Lines": _jsonl, "JSON": _json, "CSV": _csv, "YAML": _yaml}[kind](text, file))
     if not rows:
         raise ConfigError(f"{file}: holds no cases")
     params: list[Any] = []
     seen: dict[str, int] = {}
+    secrets = env_secrets()  # an id is shown everywhere a test is: a secret in it never is
     for line, case in rows:
         if not isinstance(case, dict):
             raise ConfigError(f"{file}:{line}: a case must be an object (a mapping of fields), got "
                               f"{type(case).__name__} {case!r:.60}")
-        params.append(_param(dict(case), line, file, id, seen))
+        params.append(_param(dict(case), line, file, id, seen, secrets))
     return params
 
 
@@ -79,7 +87,8 @@ def _resolve(path: str | Path, caller: str | None) -> Path:
     return Path(caller).resolve().parent / given
 
 
-def _param(case: dict[str, Any], line: int, file: Path, key: str | None, seen: dict[str, int]) -> Any:
+def _param(case: dict[str, Any], line: int, file: Path, key: str | None, seen: dict[str, int],
+           secrets: dict[str, str]) -> Any:
     marks = []
     for name in MARKS:
         if name in case:
@@ -103,7 +112,7 @@ def _param(case: dict[str, Any], line: int, file: Path, key: str | None, seen: d
         raise ConfigError(f"{file}:{line}: the id {ident!r} is also the id of the case on line {seen[ident]}; "
                           "ids must be unique")
     seen[ident] = line
-    return pytest.param(case, id=ident, marks=marks)
+    return pytest.param(case, id=scrub(ident, secrets), marks=marks)
 
 
 def _jsonl(text: str, file: Path) -> Iterator[tuple[int, Any]]:
@@ -183,6 +192,7 @@ def _yaml(text: str, file: Path) -> Iterator[tuple[int, Any]]:
             from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _unique_keys(root, file)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -194,3 +204,29 @@ def _yaml(text: str, file: Path) -> Iterator[tuple[int, Any]]:
         raise ConfigError(f"{file}:1: a YAML case file is a list of mappings (- field: value)")
     for node, value in zip(root.value, data):
         yield node.start_mark.line + 1, value
+
+
+def _unique_keys(node: Any, file: Path) -> None:
+    """A key twice in one mapping (what a merge that kept both sides leaves) is an error, never last-wins;
+    the first such line in the file is named."""
+    import yaml
+
+    twice: list[tuple[int, int, str]] = []  # (line, line of the first, key)
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            keys: dict[Any, int] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    line = key.start_mark.line + 1
+                    if key.value in keys:
+                        twice.append((line, keys[key.value], key.value))
+                    else:
+                        keys[key.value] = line
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    if twice:
+        line, first, key = min(twice)
+        raise ConfigError(f"{file}:{line}: the field {key!r} is given twice (also on line {first}); keep one")

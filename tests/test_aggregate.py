@@ -385,3 +385,13 @@ def test_names_stay_aligned_short_and_escaped_in_the_tables():
                    Tolerances())
     (header, _), (line, _) = render.table(rows, verbose=False)
     assert len(line) < 250 and "\u2026" in line and line.startswith("t.py::test_xxx")
+
+
+def test_the_interval_of_a_pass_rate_stays_within_what_a_rate_can_move():
+    """Few tests and a large change: the t interval would reach past -100 points; a rate cannot."""
+    base = {f"t.py::test_{i}": {"metrics": {"no_refusal": rate_entry(2, 2)}} for i in range(4)}
+    cur = {f"t.py::test_{i}": {"metrics": {"no_refusal": rate_entry(2 if i % 2 else 0, 2)}} for i in range(4)}
+    (suite,) = [a for a in pooled(base, cur) if a.scope == "suite"]
+    assert suite.delta == pytest.approx(-0.5)
+    assert suite.low == -1.0 and suite.high <= 0.0  # 100 % before: the change lies in [-1, 0]
+    assert aggregate.format_interval(suite).startswith("[-100.0, ")

@@ -106,6 +106,9 @@ def test_case_files_serial_and_under_xdist(run, bot):
     ("c.csv", "a,,b\n1,2,3\n", "", "data/c.csv:1: a CSV case file starts with a header row naming every column"),
     ("c.yaml", "- a: 1\n- a: [\n", "", "data/c.yaml:3: not YAML"),
     ("c.yaml", "a: 1\n", "", "data/c.yaml:1: a YAML case file is a list of mappings"),
+    ("c.yaml", "- a: 1\n- q: 1\n  r: {s: 1, s: 2}\n  q: 2\n", "",
+     "data/c.yaml:3: the field 's' is given twice (also on line 3); keep one"),
+    ("c.yaml", "- a: 1\n- q: 1\n  q: 2\n", "", "data/c.yaml:3: the field 'q' is given twice (also on line 2)"),
     ("c.txt", "a", "", "data/c.txt: cases() reads .csv, .json, .jsonl, .ndjson, .yaml, .yml files"),
     ("missing.jsonl", None, "", "data/missing.jsonl: no such file (cases() paths are relative to the test file)"),
 ])
@@ -128,6 +131,21 @@ def test_yaml_without_pyyaml_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "yaml", None)
     with pytest.raises(ConfigError, match=r"c.yaml: YAML case files need PyYAML: pip install pyyaml"):
         cases(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path, bom):
+    (tmp_path / "c.jsonl").write_bytes(bom + b'{"a": 1}\n{"a": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"c.jsonl:2: not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+        cases(tmp_path / "c.jsonl")
+
+
+def test_a_secret_in_a_case_id_is_redacted(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-TESTabcdef1234567890XYZqwerty")
+    (tmp_path / "c.jsonl").write_text('{"id": "key-sk-TESTabcdef1234567890XYZqwerty", "a": 1}\n')
+    (param,) = cases(tmp_path / "c.jsonl")
+    assert param.id == "key-<redacted:OPENAI_API_KEY>"
+    assert param.values[0]["id"] == "key-sk-TESTabcdef1234567890XYZqwerty"  # the case itself is the file's
 
 
 def test_a_bom_and_crlf_line_endings_are_fine(tmp_path):

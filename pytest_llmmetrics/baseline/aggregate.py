@@ -142,6 +142,8 @@ def _compare(scope: str, name: str, metric: str, kind: str, higher: bool | None,
     change = stats.paired([c - b for b, c in zip(base, cur)], higher, tolerance, alpha)
     sign = -1.0 if higher is False else 1.0
     low, high = sorted((sign * change.lo, sign * change.hi))
+    if binary:  # rates: the current mean lies in [0, 1], so the change in [-baseline, 1 - baseline]
+        low, high = max(low, -base_mean), min(high, 1.0 - base_mean)
     return Aggregate(scope, name, metric, len(sums), base_mean, cur_mean, cur_mean - base_mean, low, high,
                      stats.verdict(change, tolerance, directed), _DIRECTION[higher], binary,
                      exact=change.lo == change.hi, p_worse=change.p_worse, p_better=change.p_better)
