@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_llmmetrics import state
 from pytest_llmmetrics.checks.check import Check, Outcome, to_value
 from pytest_llmmetrics.checks.judge import JUDGES
 from pytest_llmmetrics.checks.registry import MetricRegistry
@@ -132,7 +131,7 @@ class MetricsRecorder:
 
     def note_reply(self, reply: Response) -> None:
         """Called by the ``llm`` fixture for every reply of the model under test: its latency, tokens and cost."""
-        self.usage.add(reply, state.PRICES)
+        self.usage.add(reply)
 
     def summary(self, group: str) -> dict[str, Any]:
         """This test's metrics as stored in the baseline (plain JSON types: they travel from xdist workers).

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_llmmetrics.redact import env_secrets, scrub
+from pytest_llmmetrics import state
+from pytest_llmmetrics.redact import scrub
 
 if TYPE_CHECKING:
     from pytest_llmmetrics.response import Response
@@ -84,8 +85,9 @@ def marked_model(marks: Sequence[pytest.Mark]) -> str | None:
     return None
 
 
-def parametrize(metafunc: pytest.Metafunc, specs: Sequence[str]) -> None:
-    """One copy of the test per model, the spec as the last part of its id (see the module docstring)."""
+def parametrize(metafunc: pytest.Metafunc, specs: Sequence[str], secrets: Mapping[str, str]) -> None:
+    """One copy of the test per model, the spec as the last part of its id (see the module docstring);
+    ``secrets``: the environment's, redacted in the ids (a spec may hold one by mistake: ``openai:$KEY``)."""
     if MATRIX_ARG not in metafunc.fixturenames or len(specs) < 2:
         return
     definition = metafunc.definition
@@ -97,7 +99,6 @@ def parametrize(metafunc: pytest.Metafunc, specs: Sequence[str]) -> None:
             return  # the test chose its own models
     # Under --dist loadgroup, xdist sends the tests of one group to one worker: one model per worker.
     grouped = loadgroup(metafunc.config)
-    secrets = env_secrets()  # a spec may hold a secret (openai:$KEY by mistake): never shown in an id
     params = [pytest.param(spec, id=scrub(spec, secrets), marks=(pytest.mark.xdist_group(spec),) if grouped else ())
               for spec in specs]
     metafunc.parametrize(MATRIX_ARG, params, indirect=True)
@@ -133,6 +134,22 @@ def case_of(item: pytest.Item, spec: str) -> str:
     return nodeid[: len(nodeid) - len(item.name)] + case_name(item, spec)
 
 
+RUN_KEY = pytest.StashKey["dict[str, str] | None"]()
+
+
+def run_of(item: pytest.Item) -> dict[str, str] | None:
+    """``{"model", "case"}`` of a matrix copy the model comparison counts, worked out once per test; None for
+    a test that is not multiplied, or a case that names another model in its marks (in no model's column)."""
+    found = item.stash.get(RUN_KEY, ...)
+    if found is ...:
+        spec = spec_of(item)
+        found = None
+        if spec is not None and marked_model(list(item.iter_markers("llm"))) in (None, spec):
+            found = {"model": spec, "case": case_of(item, spec)}
+        item.stash[RUN_KEY] = found
+    return found
+
+
 # --- what each model cost ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -153,7 +170,7 @@ class Usage:
     priced: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, reply: Response, prices: Mapping[str, tuple[float, float]]) -> None:
+    def add(self, reply: Response) -> None:
         """One reply (``llm.sample`` adds from several threads)."""
         with self._lock:
             self.calls += 1
@@ -164,26 +181,21 @@ class Usage:
                 self.prompt_tokens += reply.prompt_tokens
                 self.completion_tokens += reply.completion_tokens
                 self.counted += 1
-                price = price_of(reply.model, prices)
+                price = state.price_of(reply.model)
                 if price is not None:
                     self.cost_usd += (reply.prompt_tokens * price[0] + reply.completion_tokens * price[1]) / 1e6
                     self.priced += 1
 
     def merge(self, other: Mapping[str, Any]) -> None:
-        for name in ("calls", "latency_s", "timed", "prompt_tokens", "completion_tokens", "counted", "cost_usd",
-                     "priced"):
+        """Add another test's `as_dict` (what an xdist worker sent)."""
+        for name in _USAGE_FIELDS:
             setattr(self, name, getattr(self, name) + other.get(name, 0))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "latency_s": self.latency_s, "timed": self.timed,
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "counted": self.counted, "cost_usd": self.cost_usd, "priced": self.priced}
+        return {name: getattr(self, name) for name in _USAGE_FIELDS}
 
 
-def price_of(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float] | None:
-    """The price of ``model`` by its spec or bare name (as `metrics.cost` finds it), or None."""
-    bare = model.split(":", 1)[1] if ":" in model else model
-    return prices.get(model) or prices.get(bare)
+_USAGE_FIELDS = ("calls", "latency_s", "timed", "prompt_tokens", "completion_tokens", "counted", "cost_usd", "priced")
 
 
 @dataclass

@@ -320,10 +320,10 @@ def set_price(model: str, *, input_per_mtok: float, output_per_mtok: float) -> N
 
 
 def _price(model: str, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
+    found = state.price_of(model, prices)
+    if found is not None:
+        return found
     bare = model.split(":", 1)[1] if ":" in model else model
-    for key in (model, bare):
-        if key in prices:
-            return prices[key]
     raise MetricError(
         f"cost: no price for model {model!r}. Set it once, e.g. in conftest.py: "
         f"pytest_llmmetrics.metrics.set_price({bare!r}, input_per_mtok=0.15, output_per_mtok=0.60), "

@@ -91,7 +91,6 @@ def pytest_configure(config: pytest.Config) -> None:
                 fail_on_regression=bool(options.get(config, "llm_fail_on_regression")),
                 json_path=options.get(config, "llm_report_json"),
                 html_path=options.get(config, "llm_report_html"),
-                model=str(options.get(config, "llm_model")),
                 models=options.models(config),
             ),
             "llmmetrics-report",
@@ -153,7 +152,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
 @pytest.hookimpl(trylast=True)  # after the test's own parametrize marks: the model is the id's last part
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The model matrix: with several models, each test using ``llm`` or ``allm`` runs once per model."""
-    matrix.parametrize(metafunc, options.models(metafunc.config))
+    matrix.parametrize(metafunc, options.models(metafunc.config), _secrets(metafunc.config))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -244,12 +243,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
         attach(item, report)
     recorder = item.stash.get(RECORDER_KEY, None)
-    spec = matrix.spec_of(item)
-    if spec is not None and matrix.marked_model(list(item.iter_markers("llm"))) in (None, spec):
-        # The model comparison pairs the models' copies of a test and adds up their usage (a case that names
-        # another model in its marks is that model's: it is in no model's column).
-        report.llm_matrix = {"model": spec, "case": matrix.case_of(item, spec),
-                             "usage": recorder.usage.as_dict() if recorder is not None and call.when == "call"
+    run = matrix.run_of(item)
+    if run is not None:  # the model comparison pairs the models' copies of a test and adds up their usage
+        report.llm_matrix = {**run, "usage": recorder.usage.as_dict() if recorder is not None and call.when == "call"
                              else None}
     if call.when == "call" and recorder is not None and recorder.records:
         summary = recorder.summary(markers.group_of(item.nodeid, item.iter_markers("llm")))

@@ -119,7 +119,7 @@ def test_each_test_runs_once_per_model_with_the_model_last_in_its_id(run, models
         "py:models:shaky*no_refusal*alignment*8*100%*50%*-50.0 pts*worse",
         "model*tests*failed*calls*latency*prompt tokens*completion tokens*cost",
         "py:models:steady*10*0*9*2.25 s*90*72*n/a",
-        "py:models:shaky*10*4*9*0.0* s*n/a*n/a*n/a",
+        "py:models:shaky*10*4*9* s*n/a*n/a*n/a",  # its latency is measured: any value
     ])
     page = (models.path / "report.html").read_text()
     assert '<a href="#models">Models</a>' in page and '<table class="sortable" id="models-table">' in page

@@ -126,8 +126,8 @@ class MetricsReport:
     """The ``llm metrics`` terminal section, baseline/history writes and CI outputs."""
 
     def __init__(self, config: pytest.Config, metrics_dir: Path, tolerance_spec: str | None, *,
-                 update: bool, fail_on_regression: bool, json_path: str | None, model: str,
-                 html_path: str | None = None, models: list[str] | None = None) -> None:
+                 update: bool, fail_on_regression: bool, json_path: str | None, models: list[str],
+                 html_path: str | None = None) -> None:
         self.config = config
         self.metrics_dir = metrics_dir
         self.baseline_path = metrics_dir / BASELINE
@@ -147,9 +147,9 @@ class MetricsReport:
         if os.environ.get("GITHUB_STEP_SUMMARY"):
             others["$GITHUB_STEP_SUMMARY"] = Path(os.environ["GITHUB_STEP_SUMMARY"])
         check_paths(metrics_dir, reports, others)
-        self.model = model
+        self.model = models[0]  # what the history names when no test's fingerprint does
         # The model matrix (two models or more): each test's model, and each model's totals, in the order named.
-        self.models = list(models or ()) if len(models or ()) > 1 else []
+        self.models = list(models) if len(models) > 1 else []
         self.model_runs: dict[str, tuple[str, str]] = {}  # test id -> (model, test id without the model)
         self.model_totals = {spec: matrix.ModelTotals(spec) for spec in self.models}
         self.model_rows: list[ModelRow] = []

@@ -125,12 +125,17 @@ class OpenAIModel:
             return None
         return self._retry_wait(exc, attempt, attempts, down)
 
+    def _plan(self, messages: Sequence[Mapping[str, str]], params: dict[str, Any]
+              ) -> tuple[dict[str, Any], Any, bool, int]:
+        """What a call sends and how often it may try (the sync and async loops share it): the request, the
+        response format asked for, whether the server was unreachable (then one attempt), the attempts."""
+        down = self._unreachable
+        return (self._request(messages, params), params.get("response_format"), down,
+                1 if down else self.options.max_retries + 1)
+
     def __call__(self, messages: Sequence[Mapping[str, str]], **params: Any) -> Response:
         client = self._connect()
-        request = self._request(messages, params)
-        wanted_format = params.get("response_format")
-        down = self._unreachable
-        attempts = 1 if down else self.options.max_retries + 1
+        request, wanted_format, down, attempts = self._plan(messages, params)
         attempt = 1
         while True:
             start = time.perf_counter()
@@ -151,10 +156,7 @@ class OpenAIModel:
 
         self._connect()  # the settings, the key check and the parameter names; the async client is per event loop
         client = self._async_client()
-        request = self._request(messages, params)
-        wanted_format = params.get("response_format")
-        down = self._unreachable
-        attempts = 1 if down else self.options.max_retries + 1
+        request, wanted_format, down, attempts = self._plan(messages, params)
         attempt = 1
         while True:
             start = time.perf_counter()
