@@ -117,9 +117,17 @@ class FaultServer:
                     server.in_flight += 1
                     server.most_in_flight = max(server.most_in_flight, server.in_flight)
                     server._changed.notify_all()
+                self._answering = True
                 try:
                     self._act(action, body)
                 finally:
+                    self._done()
+
+            def _done(self) -> None:
+                # A request stops being in flight once its reply starts to go out, not after: the client may
+                # read the reply and send its next request before this thread gets to count it done.
+                if getattr(self, "_answering", False):
+                    self._answering = False
                     with server._lock:
                         server.in_flight -= 1
                         server._changed.notify_all()
@@ -166,6 +174,7 @@ class FaultServer:
                 self._send_raw(code, json.dumps(payload).encode(), "application/json", headers)
 
             def _send_raw(self, code: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+                self._done()
                 try:
                     self.send_response(code)
                     self.send_header("content-type", ctype)
