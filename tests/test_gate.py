@@ -116,6 +116,42 @@ def baseline_tests(pytester: pytest.Pytester) -> dict:
     return json.loads((pytester.path / ".llmmetrics" / "baseline.json").read_text())["tests"]
 
 
+def test_accepting_counts_expected_failures_apart(run, bot, monkeypatch):
+    # An xfail test is not accepted (it did not pass as an accepted state), but the summary counts it apart
+    # rather than calling it a new failing test on every update; a non-strict XPASS is neither.
+    bot.makepyfile(test_known=dedent(
+        """
+        import os
+        import pytest
+
+        def test_fixed_later(llm_metrics):
+            llm_metrics.record("m", 1.0)
+            if os.environ.get("BROKEN"):
+                pytest.xfail("known bad case")
+
+        @pytest.mark.xfail(reason="known bad case", strict=False)
+        def test_known_bad(llm_metrics):
+            llm_metrics.record("m", 0.0)
+            assert False
+
+        @pytest.mark.xfail(reason="flips", strict=False)
+        def test_xpass(llm_metrics):
+            llm_metrics.record("m", 0.5)
+        """))
+    result = run("--llm-baseline-update")
+    result.assert_outcomes(passed=1, xfailed=1, xpassed=1)
+    assert set(baseline_tests(bot)) == {"test_known.py::test_fixed_later"}
+    result.stdout.fnmatch_lines(["baseline updated: 1 tests written to .llmmetrics/baseline.json; "
+                                 "2 new xfail tests not added (1 xfailed, 1 xpassed)"])
+
+    monkeypatch.setenv("BROKEN", "1")
+    result = run("--llm-baseline-update")
+    result.assert_outcomes(xfailed=2, xpassed=1)
+    assert set(baseline_tests(bot)) == {"test_known.py::test_fixed_later"}  # kept as it was
+    result.stdout.fnmatch_lines(["baseline updated: 0 tests written to .llmmetrics/baseline.json; "
+                                 "1 earlier entry kept (1 xfailed); 2 new xfail tests not added (1 xfailed, 1 xpassed)"])
+
+
 def test_accepting_keeps_what_failed_was_skipped_or_did_not_collect(run, bot, monkeypatch):
     bot.makepyfile(test_accept=ACCEPT, test_other="def test_other(llm_metrics):\n    llm_metrics.record('x', 1.0)\n")
     run("--llm-baseline-update").assert_outcomes(passed=5)

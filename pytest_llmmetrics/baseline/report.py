@@ -167,6 +167,7 @@ class MetricsReport:
         self.collection_errors = 0
         self.failed: set[str] = set()
         self.passed: set[str] = set()
+        self.xfail: dict[str, str] = {}  # xfail tests that xfailed or xpassed: not accepted, but counted apart
         # Strict, and before any test runs: a broken baseline stops the run, untouched.
         self.baseline: Tests | None = None
         if self.baseline_path.is_file():
@@ -217,6 +218,8 @@ class MetricsReport:
         nodeid = self._id(report.nodeid)
         if report.failed or (report.when == "call" and hasattr(report, "wasxfail")):
             self.failed.add(nodeid)  # an expected failure is still not a state to accept
+            if not report.failed:  # xfailed, or a non-strict XPASS: counted apart (a strict XPASS failed)
+                self.xfail[nodeid] = "xfailed" if report.skipped else "xpassed"
         elif report.when == "call" and report.passed:
             self.passed.add(nodeid)
         summary = getattr(report, "llm_metrics", None)
@@ -373,7 +376,9 @@ class MetricsReport:
         if exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
             self.notes.append("baseline NOT updated: the run was interrupted")
             return
-        merged = store.merge(self.baseline, self.tests, passed=finished, vanished=vanished)
+        secrets = env_secrets()
+        xfail = {scrub(nodeid, secrets): how for nodeid, how in self.xfail.items()}
+        merged = store.merge(self.baseline, self.tests, passed=finished, vanished=vanished, xfail=xfail)
         if not merged.tests and self.baseline is None:
             self.notes.append("baseline NOT written: no test that records metrics passed, so there is nothing to "
                               "accept (the next run compares with this run's history)")

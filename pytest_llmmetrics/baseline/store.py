@@ -7,7 +7,8 @@ import os
 import subprocess
 import time
 import warnings
-from collections.abc import Callable, Collection
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,19 +169,26 @@ class Merged:
     written: int = 0
     kept_failed: int = 0  # tests that failed this run keep their accepted entry
     not_added: int = 0  # new tests that failed: a failing run is not an accepted state
+    kept_xfail: Counter[str] = field(default_factory=Counter)  # xfail tests ("xfailed"/"xpassed") keep theirs too
+    not_added_xfail: Counter[str] = field(default_factory=Counter)  # new xfail tests: not added, but not news
     kept_not_run: int = 0  # skipped, errored before recording, deselected, not reached
     removed: list[str] = field(default_factory=list)  # tests a complete collection no longer holds
     emptied: list[str] = field(default_factory=list)  # tests that passed and recorded nothing
 
     def summary(self, path: str) -> str:
         text = f"baseline updated: {self.written} tests written to {path}"
-        kept = [f"{n} {why}" for n, why in ((self.kept_failed, "failed"), (self.kept_not_run, "did not run"))
-                if n]
+        kept = [f"{n} {why}" for n, why in ((self.kept_failed, "failed"), (self.kept_xfail["xfailed"], "xfailed"),
+                                            (self.kept_xfail["xpassed"], "xpassed"),
+                                            (self.kept_not_run, "did not run")) if n]
         if kept:
-            total = self.kept_failed + self.kept_not_run
+            total = self.kept_failed + sum(self.kept_xfail.values()) + self.kept_not_run
             text += f"; {total} earlier {'entry' if total == 1 else 'entries'} kept ({', '.join(kept)})"
         if self.not_added:
             text += f"; {self.not_added} new failing {'test' if self.not_added == 1 else 'tests'} not added"
+        if self.not_added_xfail:
+            n = sum(self.not_added_xfail.values())
+            how = ", ".join(f"{self.not_added_xfail[k]} {k}" for k in ("xfailed", "xpassed") if self.not_added_xfail[k])
+            text += f"; {n} new xfail {'test' if n == 1 else 'tests'} not added ({how})"
         if self.removed:
             text += f"; {len(self.removed)} vanished {'test' if len(self.removed) == 1 else 'tests'} removed"
         if self.emptied:
@@ -188,16 +196,21 @@ class Merged:
         return text
 
 
-def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanished: Collection[str]) -> Merged:
+def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanished: Collection[str],
+          xfail: Mapping[str, str] | None = None) -> Merged:
     """The updated baseline.
 
     Tests that passed replace their entries (a passing test that recorded
     nothing loses its entry). A test that failed keeps its earlier entry, and
     a new failing test is not added: a failing run is not an accepted state.
-    Tests that did not run (skipped, errored, deselected, not reached) keep
-    theirs. Only ``vanished`` tests, those a complete collection no longer
-    holds, are removed.
+    Tests marked xfail that did not pass as expected (``xfail`` maps them to
+    ``"xfailed"`` or ``"xpassed"``, a non-strict unexpected pass) follow the
+    same rule, counted apart so that the summary does not report a known
+    failure as news on every update. Tests that did not run (skipped, errored,
+    deselected, not reached) keep theirs. Only ``vanished`` tests, those a
+    complete collection no longer holds, are removed.
     """
+    xfail = xfail or {}
     merged = dict(old or {})
     result = Merged(merged)
     for nodeid, test in current.items():
@@ -205,7 +218,12 @@ def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanishe
             merged[nodeid] = test
             result.written += 1
         elif nodeid in merged:
-            result.kept_failed += 1
+            if nodeid in xfail:
+                result.kept_xfail[xfail[nodeid]] += 1
+            else:
+                result.kept_failed += 1
+        elif nodeid in xfail:
+            result.not_added_xfail[xfail[nodeid]] += 1
         else:
             result.not_added += 1
     for nodeid in sorted(set(merged)):
