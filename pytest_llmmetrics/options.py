@@ -145,9 +145,16 @@ def _ini(config: pytest.Config, name: str) -> Any:
 def models(config: pytest.Config) -> list[str]:
     """The models under test, in order: ``--llm-model`` (each time given), else ``llm_models``, else
     ``llm_model``, else ``local``. Two or more make the model matrix; a spec given twice counts once."""
+    return _models_and_source(config)[0]
+
+
+def _models_and_source(config: pytest.Config) -> tuple[list[str], str]:
+    """``models()``, and where they came from, for error messages: ``--llm-model``, ``llm_models in
+    tox.ini``, ``llm_model in pytest.ini`` or the default."""
     given = config.getoption("llm_model", None)
     if isinstance(given, str):
         given = [given]
+    source = "--llm-model"
     if not given:
         listed = _ini(config, "llm_models")
         if isinstance(listed, str):  # the calibrate command reads the ini file's raw text
@@ -159,7 +166,9 @@ def models(config: pytest.Config) -> list[str]:
                 f"llm_model and llm_models are both set{where}; keep one: llm_model for one model, llm_models "
                 "for the model matrix (several models, each test run once per model)")
         given = list(listed or ()) or ([single] if single else [DEFAULT_SPEC])
-    return list(dict.fromkeys(str(spec) for spec in given))
+        name = "llm_models" if listed else "llm_model" if single else "the default llm_model"
+        source = f"{name} in {config.inipath.name}" if config.inipath and (listed or single) else name
+    return list(dict.fromkeys(str(spec) for spec in given)), source
 
 
 def _is_set(config: pytest.Config, opt: Option) -> bool:
@@ -178,7 +187,8 @@ def check_config(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"{opt.label}: {value!r} is not one of {', '.join(opt.choices)}"
             )
-    for spec in models(config):
+    specs, source = _models_and_source(config)
+    for spec in specs:
         try:
             if "," in spec:
                 raise ConfigError(f"{spec!r} names several models; give --llm-model once per model "
@@ -186,7 +196,7 @@ def check_config(config: pytest.Config) -> None:
                                   "separated by spaces or new lines, without commas")
             check_spec(spec)
         except ConfigError as exc:
-            raise pytest.UsageError(f"--llm-model / llm_model / llm_models: {exc}") from None
+            raise pytest.UsageError(f"{source}: {exc}") from None
     try:
         check_spec(str(get(config, "llm_judge_model")))
     except ConfigError as exc:

@@ -196,7 +196,7 @@ def test_bad_marker_on_class_names_each_test(bot):
     [
         (["--llm-model", "gpt4"], "unknown model spec 'gpt4'"),
         (["--llm-model", "py:no_colon"], "write py:<module>:<callable>"),
-        (["--llm-model", "openai:"], ("--llm-model / llm_model / llm_models: model spec 'openai:' has no model name: write "
+        (["--llm-model", "openai:"], ("--llm-model: model spec 'openai:' has no model name: write "
                                       "openai:<model>, e.g. openai:gpt-4o-mini")),
         (["--llm-record-mode", "sometimes"], "'sometimes' is not one of off, none, once, new_episodes, all"),
         (["--llm-tolerance", "similarity=0.02"], "--llm-tolerance / llm_tolerance: 'similarity=0.02' is not NAME:VALUE"),

@@ -159,9 +159,10 @@ def test_the_ini_list_and_the_command_line_that_overrides_it(models):
      "llm_model and llm_models are both set in *; keep one: llm_model for one model, llm_models for the model "
      "matrix*"),
     ("", ("--llm-model", "local,openai:gpt-4o-mini"),
-     "--llm-model / llm_model / llm_models: 'local,openai:gpt-4o-mini' names several models; give --llm-model once "
+     "--llm-model: 'local,openai:gpt-4o-mini' names several models; give --llm-model once "
      "per model*"),
-    ("llm_models = local gpt4\n", (), "--llm-model / llm_model / llm_models: unknown model spec 'gpt4'*"),
+    ("llm_models = local gpt4\n", (), "llm_models in tox.ini: unknown model spec 'gpt4'*"),
+    ("llm_model = gpt4\n", (), "llm_model in tox.ini: unknown model spec 'gpt4'*"),
 ])
 def test_a_bad_matrix_is_a_usage_error(models, ini, args, expected):
     models.makeini(f"[pytest]\n{ini}")
