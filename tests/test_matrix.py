@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from pytest_llmmetrics.baseline.models import compare_models
+from pytest_llmmetrics.baseline.models import compare_models, not_compared
 from pytest_llmmetrics.matrix import model_in, plain_nodeid
 
 needs_local = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="needs llama-cpp-python")
@@ -171,6 +171,36 @@ def test_a_bad_matrix_is_a_usage_error(models, ini, args, expected):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {expected}"])
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_metrics_a_model_never_recorded_are_said_not_compared(models, monkeypatch):
+    # `broken` raises before any metric is recorded: its comparison has no row, and the report says so.
+    models.makepyfile(test_bot=SUITE)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(models.path / "summary.md"))
+    result = models.runpytest("-p", "no:xdist", "--llm-model", STEADY, "--llm-model", "py:models:broken",
+                              "--llm-report-json", "report.json", "--llm-report-html", "report.html")
+    result.stdout.fnmatch_lines([
+        "no metric to compare yet*",
+        "not compared with py:models:steady: py:models:broken: char_count, no_refusal (fewer than two tests "
+        "recorded them under both models)"])
+    report = json.loads((models.path / "report.json").read_text())
+    assert report["models"] == [] and report["models_not_compared"] == {"py:models:broken": ["char_count",
+                                                                                             "no_refusal"]}
+    said = "not compared with py:models:steady: py:models:broken: char_count, no_refusal"
+    assert f"<p>{said} (fewer than two tests" in (models.path / "report.html").read_text()
+    assert f"\n{said} (fewer than two tests" in (models.path / "summary.md").read_text()
+
+
+def test_not_compared_names_each_models_missing_metrics():
+    one = {"fingerprint": {}, "metrics": {"score": _metric(0.5), "contains[a]": _metric(1.0)}}
+    tests = {f"t.py::test[{t}-{spec}]": one for t in range(3) for spec in ("a", "b")}
+    tests["t.py::test[0-c]"] = one  # c ran one test: nothing to compare
+    tests["t.py::test[0-b]"] = {"fingerprint": {}, "metrics": {**one["metrics"], "extra": _metric(0.1)}}
+    runs = {test: (test.rsplit("-", 1)[1][:-1], test.rsplit("-", 1)[0] + "]") for test in tests}
+    rows = compare_models(tests, runs, ["a", "b", "c", "d"])
+    assert {(r.model, r.metric) for r in rows} == {("b", "score"), ("b", "contains")}
+    assert not_compared(tests, runs, ["a", "b", "c", "d"], rows) == {
+        "b": ["extra"], "c": ["contains", "score"], "d": ["contains", "score"]}
 
 
 def test_recordings_and_the_baseline_keep_each_model_apart(run, models):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_llmmetrics.baseline import aggregate, charts, stats
@@ -128,7 +128,8 @@ SCRIPT = """
 
 def render(*, total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate], tests: Tests,
            runs: Sequence[Run], generated: str = "", series: dict[tuple[str, str], list[Point]] | None = None,
-           models: Sequence[ModelRow] = (), model_totals: Sequence[ModelTotals] = ()) -> str:
+           models: Sequence[ModelRow] = (), model_totals: Sequence[ModelTotals] = (),
+           model_gaps: Mapping[str, Sequence[str]] | None = None) -> str:
     """The whole page. ``total``: the report's total line (it names the reference); ``runs``: oldest first, this
     run last; ``series``: `trend.all_series` of them (computed when not given); ``generated``: a time to show, or
     nothing (a page that depends on its input only)."""
@@ -152,8 +153,8 @@ def render(*, total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate], 
                 + '<a href="#moved">Moved metrics</a><a href="#tests">Tests</a></nav></header>')
     verdicts: dict[tuple[str, str], str] = {(r.test, r.metric): r.verdict for r in rows}
     anchors = {test: f"t{i}" for i, test in enumerate(tests)}
-    body = [_overview(aggregates, runs, tests), _models(models, model_totals), _moved(rows, series, anchors),
-            _tests(tests, series, verdicts, anchors)]
+    body = [_overview(aggregates, runs, tests), _models(models, model_totals, model_gaps),
+            _moved(rows, series, anchors), _tests(tests, series, verdicts, anchors)]
     return "".join(head) + "".join(body) + f"<script>{SCRIPT}</script></body></html>\n"
 
 
@@ -211,7 +212,8 @@ def _overview(aggregates: Sequence[Aggregate], runs: Sequence[Run], tests: Tests
     return "".join(out)
 
 
-def _models(rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals]) -> str:
+def _models(rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals],
+            gaps: Mapping[str, Sequence[str]] | None = None) -> str:
     """The model matrix: each model against the first named, per metric kind and track, and each model's totals."""
     if not model_totals:
         return ""
@@ -233,6 +235,7 @@ def _models(rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals]) -> st
         out.append("</tbody></table>")
     else:
         out.append(f"<p>{text(terminal.NO_MODEL_ROWS)}.</p>")
+    out += [f"<p>{text(line)}.</p>" for line in terminal.gaps_lines(names, gaps)]
     out.append('<table class="sortable" id="model-totals"><thead><tr>'
                + "".join(f"<th>{text(h)}" for h in terminal.TOTALS_HEADER) + "</thead><tbody>")
     for t in model_totals:

@@ -72,3 +72,24 @@ def compare_models(tests: Tests, runs: Mapping[str, tuple[str, str]], order: Seq
             rows.append(ModelRow(model, first, a.metric, a.name, a.tests, a.current, a.baseline, a.delta, a.low,
                                  a.high, VERDICTS[a.verdict], a.direction, a.binary))
     return rows
+
+
+def not_compared(tests: Tests, runs: Mapping[str, tuple[str, str]], order: Sequence[str],
+                 rows: Sequence[ModelRow]) -> dict[str, list[str]]:
+    """For each model after the first, the metrics either of the two recorded that have no comparison row:
+    fewer than two tests recorded them under both models (one model failed before recording, skipped, or
+    records a metric the other does not). Said in the report, so a missing row is never silent."""
+    names: dict[str, set[str]] = {}
+    for test, metrics in tests.items():
+        found = runs.get(test)
+        if found is not None:
+            names.setdefault(found[0], set()).update(name.split("[", 1)[0] for name in metrics.get("metrics", {}))
+    if not order:
+        return {}
+    first = names.get(order[0], set())
+    gaps = {}
+    for model in order[1:]:
+        missing = (first | names.get(model, set())) - {r.metric for r in rows if r.model == model}
+        if missing:
+            gaps[model] = sorted(missing)
+    return gaps

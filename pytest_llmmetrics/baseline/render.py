@@ -72,7 +72,8 @@ def _label(a: Aggregate) -> str:
 
 
 def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = (), models: Sequence[str] = (),
-             model_rows: Sequence[ModelRow] = (), model_totals: Sequence[ModelTotals] = ()) -> str:
+             model_rows: Sequence[ModelRow] = (), model_totals: Sequence[ModelTotals] = (),
+             model_gaps: Mapping[str, Sequence[str]] | None = None) -> str:
     """The delta table for ``$GITHUB_STEP_SUMMARY``: the pooled comparisons, the total line, then the rows that
     moved; with the model matrix, the model comparison last."""
     lines = ["## llm metrics", ""]
@@ -103,6 +104,7 @@ def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = 
                                                 *cells[2:8], f"**{m.verdict}**"]) + " |")
         else:
             lines.append(NO_MODEL_ROWS)
+        lines += ["", *(f"{markdown_cell(line)}  " for line in gaps_lines(models, model_gaps))]
         lines += ["", "| " + " | ".join(TOTALS_HEADER) + " |", "|" + "---|" * len(TOTALS_HEADER)]
         for t in model_totals:
             cells = totals_cells(t)
@@ -112,12 +114,14 @@ def markdown(total: str, rows: Sequence[Row], aggregates: Sequence[Aggregate] = 
 
 def json_report(reference: str | None, rows: Sequence[Row], warnings: Sequence[str],
                 aggregates: Sequence[Aggregate] = (), models: Sequence[ModelRow] = (),
-                model_totals: Sequence[ModelTotals] = ()) -> str:
+                model_totals: Sequence[ModelTotals] = (), model_gaps: Mapping[str, Sequence[str]] | None = None
+                ) -> str:
     """``--llm-report-json``: compact (the C encoder, fast), keys sorted."""
     data = {"reference": reference, "totals": totals(rows), "inconclusive": sum(r.inconclusive for r in rows),
             "warnings": list(warnings), "rows": [r.as_dict() for r in rows],
             "aggregates": [a.as_dict() for a in aggregates], "models": [m.as_dict() for m in models],
-            "model_totals": [t.as_dict() for t in model_totals]}
+            "model_totals": [t.as_dict() for t in model_totals],
+            "models_not_compared": {model: list(names) for model, names in (model_gaps or {}).items()}}
     return json.dumps(data, sort_keys=True) + "\n"
 
 
@@ -127,6 +131,12 @@ MODELS_HEADER = ("model", "metric", "track", "tests", "reference", "value", "del
 TOTALS_HEADER = ("model", "tests", "failed", "calls", "latency", "prompt tokens", "completion tokens", "cost")
 NO_MODEL_ROWS = ("no metric to compare yet: a comparison needs two tests or more that recorded the metric "
                  "under both models")
+
+
+def gaps_lines(models: Sequence[str], gaps: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """A line per model with metrics that got no comparison row (`models.not_compared`)."""
+    return [f"not compared with {printable(models[0])}: {printable(model)}: {', '.join(map(printable, names))} "
+            "(fewer than two tests recorded them under both models)" for model, names in (gaps or {}).items()]
 
 
 def models_title(models: Sequence[str]) -> str:
@@ -170,8 +180,8 @@ def totals_cells(t: ModelTotals) -> tuple[str, ...]:
             _some(int(u.completion_tokens), u.counted, u.calls), _cost(t))
 
 
-def models_block(models: Sequence[str], rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals]
-                 ) -> list[tuple[str, str]]:
+def models_block(models: Sequence[str], rows: Sequence[ModelRow], model_totals: Sequence[ModelTotals],
+                 gaps: Mapping[str, Sequence[str]] | None = None) -> list[tuple[str, str]]:
     """The terminal's model comparison as (line, verdict) pairs: a title, the comparison, each model's totals."""
     lines: list[tuple[str, str]] = [(models_title(models), "")]
     if rows:
@@ -179,6 +189,7 @@ def models_block(models: Sequence[str], rows: Sequence[ModelRow], model_totals: 
         lines += list(zip(columns(cells), (row[8] for row in cells)))
     else:
         lines.append((NO_MODEL_ROWS, ""))
+    lines += [(line, "") for line in gaps_lines(models, gaps)]
     cells = [TOTALS_HEADER] + [totals_cells(t) for t in model_totals]
     lines += [(line, "") for line in columns(cells)]
     return lines

@@ -27,7 +27,7 @@ from pytest_llmmetrics.baseline.compare import (
     inconclusive_line,
     totals,
 )
-from pytest_llmmetrics.baseline.models import ModelRow, compare_models
+from pytest_llmmetrics.baseline.models import ModelRow, compare_models, not_compared
 from pytest_llmmetrics.baseline.store import BASELINE, HISTORY, Tests
 from pytest_llmmetrics.display import show_path
 from pytest_llmmetrics.errors import ConfigError
@@ -153,6 +153,7 @@ class MetricsReport:
         self.model_runs: dict[str, tuple[str, str]] = {}  # test id -> (model, test id without the model)
         self.model_totals = {spec: matrix.ModelTotals(spec) for spec in self.models}
         self.model_rows: list[ModelRow] = []
+        self.model_gaps: dict[str, list[str]] = {}  # metrics a model's comparison has no row for
         self._model_failed: set[str] = set()
         self.tests: Tests = {}
         self.rows: list[Row] = []
@@ -288,6 +289,7 @@ class MetricsReport:
             runs = {scrub(test, secrets): (scrub(spec, secrets), scrub(case, secrets))
                     for test, (spec, case) in self.model_runs.items()}
             self.model_rows = compare_models(tests, runs, self.models, tolerances)
+            self.model_gaps = not_compared(tests, runs, self.models, self.model_rows)
         self.notes += tolerances.unknown_names(
             {name for group in (tests, reference or {}) for test in group.values() for name in test["metrics"]}
             | {m.get("kind", "") for group in (tests, reference or {}) for test in group.values()
@@ -402,7 +404,7 @@ class MetricsReport:
 
     def _write_json(self, path: Path) -> None:
         atomic_write_text(path, render.json_report(self.reference, self.rows, self.warnings, self.aggregates,
-                                                   self.model_rows, self._totals()))
+                                                   self.model_rows, self._totals(), self.model_gaps))
 
     def _totals(self) -> list[matrix.ModelTotals]:
         """Each model's totals, in the order named (empty without the model matrix)."""
@@ -414,7 +416,7 @@ class MetricsReport:
         atomic_write_text(path, html.render(total=self.total_line(), rows=self.rows,
                                             aggregates=self.aggregates, tests=self.tests, runs=runs,
                                             generated=runs[-1].time, models=self.model_rows,
-                                            model_totals=self._totals()))
+                                            model_totals=self._totals(), model_gaps=self.model_gaps))
 
     def _append_summary(self, path: Path) -> None:
         if _plugins_own(path, self.metrics_dir):  # never append Markdown to the baseline or the history
@@ -452,7 +454,8 @@ class MetricsReport:
                 tr.write_line(line, red=verdict == "regressed", yellow=verdict in ("unstable", "changed"),
                               green=verdict == "improved", bold=i == 0)
         if self.models:
-            for i, (line, verdict) in enumerate(render.models_block(self.models, self.model_rows, self._totals())):
+            for i, (line, verdict) in enumerate(render.models_block(self.models, self.model_rows, self._totals(),
+                                                                          self.model_gaps)):
                 tr.write_line(line, red=verdict == "worse", green=verdict == "better", yellow=verdict == "different",
                               bold=i == 0)
         pooled_regressed = aggregate.totals(aggregate.distinct(self.aggregates))["regressed"]
@@ -468,4 +471,4 @@ class MetricsReport:
     def markdown(self) -> str:
         """The delta table for ``$GITHUB_STEP_SUMMARY``."""
         return render.markdown(self.total_line(), self.rows, aggregate.shown(self.aggregates, verbose=False),
-                               self.models, self.model_rows, self._totals())
+                               self.models, self.model_rows, self._totals(), self.model_gaps)
