@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import pkgutil
 import textwrap
 
 import pytest
+from hypothesis import settings
 
 import pytest_llmmetrics
 from pytest_llmmetrics import state
+
+# The property tests: no per-example deadline (a loaded 2-core CI machine stalls now and then, and a stall
+# is not a bug) and derandomized, so a run's examples are the same each time and a failure reproduces.
+# HYPOTHESIS_PROFILE=explore runs fresh random examples.
+settings.register_profile("suite", deadline=None, derandomize=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 # Every module of the package, imported once here. pytester's in-process runs drop from sys.modules
 # what they imported, and the plugin imports its subsystems on first use: without this, a second
@@ -33,23 +42,24 @@ def _warm_openai() -> None:
     import asyncio
 
     import openai
-    from servers import free_port
+    from servers import refused_port
 
-    url = f"http://127.0.0.1:{free_port()}/v1"
     ask = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
-    try:
-        openai.OpenAI(api_key="x", base_url=url, max_retries=0, timeout=2).chat.completions.create(**ask)
-    except openai.APIConnectionError:
-        pass
-
-    async def ask_async() -> None:
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/v1"
         try:
-            await openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, timeout=2).chat.completions.create(
-                **ask)
+            openai.OpenAI(api_key="x", base_url=url, max_retries=0, timeout=2).chat.completions.create(**ask)
         except openai.APIConnectionError:
             pass
 
-    asyncio.run(ask_async())
+        async def ask_async() -> None:
+            try:
+                await openai.AsyncOpenAI(api_key="x", base_url=url, max_retries=0, timeout=2
+                                         ).chat.completions.create(**ask)
+            except openai.APIConnectionError:
+                pass
+
+        asyncio.run(ask_async())
 
 
 if importlib.util.find_spec("openai") is not None:
@@ -120,6 +130,15 @@ def run(request: pytest.FixtureRequest, bot: pytest.Pytester):
     return run
 
 
+@pytest.fixture
+def refused():
+    """A 127.0.0.1 port that refuses every connection during the test (`servers.refused_port`)."""
+    from servers import refused_port
+
+    with refused_port() as port:
+        yield port
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory):
     """The real ``python -m llama_cpp.server`` serving the embedded GGUF on a free 127.0.0.1 port."""
@@ -129,8 +148,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory):
 
     from pytest_llmmetrics.providers.local import gguf_path
 
-    server = LlamaServer(gguf_path(), tmp_path_factory.mktemp("llama-server") / "server.log")
-    server.wait_ready()
+    server = LlamaServer.started(gguf_path(), tmp_path_factory.mktemp("llama-server") / "server.log")
     yield server
     server.stop()
 

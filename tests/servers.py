@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,10 +18,21 @@ from typing import Any
 
 
 def free_port() -> int:
-    """A port nothing listens on (bound and closed again: connecting to it is refused)."""
+    """A port nothing listens on now (bound and closed again): for a server about to bind it. Another
+    process may take it meanwhile (`LlamaServer.started` retries); for a port that must refuse, use
+    `refused_port`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port that refuses every connection while the block runs: bound and never listening, so no other
+    process can take it meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 class LlamaServer:
@@ -36,6 +49,22 @@ class LlamaServer:
              *(["--n_threads", str(n_threads)] if n_threads else [])],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
+
+    @classmethod
+    def started(cls, model: Path, log: Path, n_threads: int | None = 1, attempts: int = 3) -> LlamaServer:
+        """A server that answers, on a port taken by no other process: `free_port` can hand out a port that
+        another process binds first while this one imports, so a start that finds its port in use tries again."""
+        for attempt in range(1, attempts + 1):
+            server = cls(model, log.with_name(f"{log.stem}-{attempt}{log.suffix}") if attempt > 1 else log,
+                         n_threads)
+            try:
+                server.wait_ready()
+                return server
+            except RuntimeError as exc:
+                server.stop()
+                if attempt == attempts or "address already in use" not in str(exc).lower():
+                    raise
+        raise AssertionError("unreachable")
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -190,6 +219,13 @@ class FaultServer:
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def wait_seen(self, n: int, timeout: float = 10) -> int:
+        """Wait until the server has taken ``n`` requests (a client that timed out may not have waited for the
+        server to read its request), and return how many it has."""
+        with self._lock:
+            self._changed.wait_for(lambda: len(self.seen) >= n, timeout)
+            return len(self.seen)
 
     def __enter__(self) -> FaultServer:
         self._thread.start()

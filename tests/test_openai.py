@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import dedent
-from servers import FaultServer, LlamaServer, free_port
+from servers import FaultServer, LlamaServer, refused_port
 
 from pytest_llmmetrics.errors import ConfigError, ModelError
 from pytest_llmmetrics.llm import LLM
@@ -231,9 +231,8 @@ def test_server_stopped_mid_suite(bot, tmp_path):
     """The server dies between tests: later tests fail with a clear message, after the first without retries."""
     from pytest_llmmetrics.providers.local import gguf_path
 
-    server = LlamaServer(gguf_path(), tmp_path / "server.log")
+    server = LlamaServer.started(gguf_path(), tmp_path / "server.log")
     try:
-        server.wait_ready()
         bot.makepyfile(
             test_a=dedent(
                 f"""
@@ -316,27 +315,31 @@ def test_hang_past_the_timeout():
     with FaultServer(default=("hang", 10)) as server:
         with pytest.raises(ModelError, match=r"no answer within 0.3 s \(2 attempts\).*--llm-timeout"):
             model(server.base_url, timeout=0.3, max_retries=1)(CAPITAL)
-    assert len(server.seen) == 2
+        assert server.wait_seen(3, timeout=1) == 2  # both attempts reached it, and no third
 
 
 def test_after_a_request_finds_the_server_down_the_next_get_one_attempt_until_one_is_answered():
-    with FaultServer([("hang", 5)] * 3, default=("ok", "Paris.")) as server:
-        m = model(server.base_url, timeout=0.3, max_retries=1)
-        with pytest.raises(ModelError, match=r"no answer within 0.3 s \(2 attempts\).*gave up after 1 retries"):
+    # wait_seen: each hung request has taken its script entry before the next is sent (a client that timed out
+    # does not wait for the server to read its request). 1 s: time enough for the answered one on a busy machine.
+    with FaultServer([("hang", 10)] * 3, default=("ok", "Paris.")) as server:
+        m = model(server.base_url, timeout=1, max_retries=1)
+        with pytest.raises(ModelError, match=r"no answer within 1 s \(2 attempts\).*gave up after 1 retries"):
             m(CAPITAL)
-        with pytest.raises(ModelError, match=r"no answer within 0.3 s \(1 attempt\).*; not retried, as the server "
+        server.wait_seen(2)
+        with pytest.raises(ModelError, match=r"no answer within 1 s \(1 attempt\).*; not retried, as the server "
                                              r"did not answer an earlier request either"):
             m(CAPITAL)
+        server.wait_seen(3)
         assert m(CAPITAL).text == "Paris."  # one attempt, answered: back to normal
         assert len(server.seen) == 4
-        server.script.extend([("hang", 5)] * 2)
+        server.script.extend([("hang", 10)] * 2)
         with pytest.raises(ModelError, match=r"\(2 attempts\)"):
             m(CAPITAL)
-    assert len(server.seen) == 6
+        assert server.wait_seen(7, timeout=1) == 6
 
 
-def test_connection_refused():
-    url = f"http://127.0.0.1:{free_port()}/v1"
+def test_connection_refused(refused):
+    url = f"http://127.0.0.1:{refused}/v1"
     with pytest.raises(ModelError, match=r"cannot connect \(.*; 2 attempts\)\. Is the server running\? Start it, "
                                          r"or point --llm-base-url / OPENAI_BASE_URL at it"):
         model(url, max_retries=1)(CAPITAL)
@@ -441,8 +444,8 @@ def test_faults_fail_the_test_cleanly(run, bot, script, args, expected):
             pass
         """
     ))
-    with FaultServer(script) as server:
-        args = [a.format(port=free_port(), url=server.base_url) for a in args]
+    with FaultServer(script) as server, refused_port() as port:
+        args = [a.format(port=port, url=server.base_url) for a in args]
         result = run("--llm-max-retries", "0", *args)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([expected])

@@ -1,7 +1,8 @@
 """Property-based tests of every parser of user-editable input: parsed, or a clear error; never another exception.
 
 Example counts are kept small so the whole file runs in a few seconds: 300 per text parser, 150 per
-structured one (``max_examples`` below); the seed is fixed by hypothesis' database being off in CI.
+structured one (``max_examples`` below). The examples are derandomized by the suite's hypothesis profile
+(conftest.py): the same each run; ``HYPOTHESIS_PROFILE=explore`` draws fresh ones.
 """
 
 from __future__ import annotations

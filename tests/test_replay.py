@@ -9,7 +9,7 @@ import re
 
 import pytest
 from conftest import dedent
-from servers import FaultServer, free_port
+from servers import FaultServer
 
 from pytest_llmmetrics.errors import ConfigError
 from pytest_llmmetrics.redact import safe_params
@@ -52,7 +52,7 @@ def counter(bot):
 
 
 def got(result: pytest.RunResult) -> list[str]:
-    """What the inner tests printed (with -s) after "GOT"."""
+    """What the inner tests printed after "GOT" (with -s, or -rP, which xdist relays from its workers)."""
     return sorted(re.findall(r"GOT (.*)", result.stdout.str()))
 
 
@@ -62,7 +62,7 @@ def entries(bot) -> dict:
 
 def test_record_then_replay_without_the_model(run, counter):
     counter.makepyfile(test_a=SUITE)
-    recorded = run("--llm-record-mode=once", "-s")
+    recorded = run("--llm-record-mode=once", "-rP")  # -rP: the tests' output, relayed from xdist workers too
     recorded.assert_outcomes(passed=3)
     recorded.stdout.fnmatch_lines(["*llm recordings*", f"{RECORDING}: 5 replies recorded"])
     data = entries(counter)
@@ -71,9 +71,9 @@ def test_record_then_replay_without_the_model(run, counter):
     assert [len(e["replies"]) for e in data.values() if e["test"].endswith("three")] == [3]  # episodes
 
     counter.makepyfile(counter="def reply(messages, **params):\n    raise RuntimeError('model unavailable')\n")
-    replayed = run("--llm-record-mode=none", "-s")
+    replayed = run("--llm-record-mode=none", "-rP")
     replayed.assert_outcomes(passed=3)
-    assert got(replayed) == got(recorded)
+    assert len(got(recorded)) == 3 and got(replayed) == got(recorded)
     assert "llm recordings" not in replayed.stdout.str()  # replay writes nothing
 
 
@@ -332,15 +332,15 @@ def test_replay_of_the_real_local_model_without_llama_cpp(run, bot):
             llm_metrics.expect(reply, metrics.contains("Paris"))
         """
     ))
-    recorded = run("--llm-record-mode=once", "-s")
+    recorded = run("--llm-record-mode=once", "-rP")
     recorded.assert_outcomes(passed=1)
     bot.makeconftest("import sys\nsys.modules['llama_cpp'] = None  # the model is unavailable\n")
-    replayed = run("--llm-record-mode=none", "-s")
+    replayed = run("--llm-record-mode=none", "-rP")
     replayed.assert_outcomes(passed=1)
-    assert got(replayed) == got(recorded)
+    assert len(got(recorded)) == 1 and got(replayed) == got(recorded)
 
 
-def test_no_secret_in_any_file_or_output(bot, llama_server, monkeypatch):
+def test_no_secret_in_any_file_or_output(bot, llama_server, monkeypatch, refused):
     """The key set in the environment reaches the server and nothing else."""
     key = "sk-proj-SECRET-d0n7-l34k-m3-0123456789"
     bot.makepyfile(test_a=dedent(
@@ -362,7 +362,7 @@ def test_no_secret_in_any_file_or_output(bot, llama_server, monkeypatch):
                                       "--snapshot-update", "--llm-report-json=report.json", "--junitxml=junit.xml",
                                       "-v", "-rA")
     replay = bot.runpytest("--llm-record-mode=none", "--llm-base-url",
-                                      f"http://127.0.0.1:{free_port()}/v1", "-v", "-rA")
+                                      f"http://127.0.0.1:{refused}/v1", "-v", "-rA")
     result.assert_outcomes(passed=1)
     replay.assert_outcomes(passed=1)
     written = [p for p in bot.path.rglob("*") if p.is_file() and p.suffix != ".pyc"]
@@ -425,7 +425,7 @@ def test_secret_parameters_and_echoed_secrets_stay_out_of_every_file(bot, monkey
     assert '\\"api_key\\": \\"<redacted>\\"' in written["baseline.json"]  # the fingerprint's parameters
 
 
-def test_concurrent_samples_are_recorded_and_replayed(bot):
+def test_concurrent_samples_are_recorded_and_replayed(bot, refused):
     bot.makepyfile(test_a=dedent(
         """
         import pytest
@@ -438,7 +438,7 @@ def test_concurrent_samples_are_recorded_and_replayed(bot):
     with FaultServer(default=("delay", 0.05, "Blue.")) as server:
         bot.runpytest("--llm-base-url", server.base_url, "--llm-record-mode=all").assert_outcomes(passed=1)
     assert sorted(e["params"]["seed"] for e in entries(bot).values()) == [5, 6, 7, 8]
-    replay = bot.runpytest("--llm-base-url", f"http://127.0.0.1:{free_port()}/v1",
+    replay = bot.runpytest("--llm-base-url", f"http://127.0.0.1:{refused}/v1",
                                       "--llm-record-mode=none", "-s")
     replay.assert_outcomes(passed=1)
     assert got(replay) == ["['Blue.', 'Blue.', 'Blue.', 'Blue.']"]
