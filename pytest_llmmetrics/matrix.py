@@ -23,6 +23,28 @@ if TYPE_CHECKING:
     from pytest_llmmetrics.response import Response
 
 MATRIX_ARG = "llm_model_spec"
+# ``llm_snapshot(per_model=True)``'s files in the model matrix: ``*.llm-model``, beside the shared ``*.llm.txt``.
+PER_MODEL_EXTENSION = "llm-model"
+
+
+def hide_per_model_snapshots(config: pytest.Config, models: Sequence[str]) -> None:
+    """Outside the model matrix, syrupy never sees the per-model snapshots.
+
+    syrupy's default (amber) extension, which the ``snapshot`` fixture under
+    ``llm_snapshot`` brings into every run, counts each file under
+    ``__snapshots__`` that no extension of the run owns as an unknown
+    collection, and a complete ``--snapshot-update`` deletes those: a one-model
+    run would delete every model's reference. A file whose last suffix is in
+    syrupy's ``--snapshot-ignore-file-extensions`` is never discovered, so a
+    one-model run adds ``llm-model`` to that list (the user's own entries
+    stay). Matrix runs discover them, and delete those of a model no longer
+    named, as syrupy does any snapshot no test asserts.
+    """
+    if len(models) > 1 or not hasattr(config.option, "ignore_file_extensions"):
+        return
+    ignored = list(config.option.ignore_file_extensions or [])
+    if PER_MODEL_EXTENSION not in ignored:
+        config.option.ignore_file_extensions = [*ignored, PER_MODEL_EXTENSION]
 
 
 def loadgroup(config: pytest.Config) -> bool:
@@ -78,10 +100,12 @@ def scheduler(config: pytest.Config, log: Any, specs: Sequence[str]) -> Any:
 
 
 def marked_model(marks: Sequence[pytest.Mark]) -> str | None:
-    """The ``model=`` of the closest ``llm`` marker that names one."""
+    """The ``model=`` of the closest ``llm`` marker that gives one, as the fixtures resolve it (the closest
+    marker wins per argument): ``model=None`` there unpins a test that an outer marker pins, and it runs
+    against the run's model, once per model in the matrix."""
     for mark in marks:
-        if mark.kwargs.get("model"):
-            return str(mark.kwargs["model"])
+        if "model" in mark.kwargs:
+            return str(mark.kwargs["model"]) if mark.kwargs["model"] else None
     return None
 
 
@@ -126,6 +150,20 @@ def case_name(item: pytest.Item, spec: str) -> str:
     others = sorted((k, v) for k, v in getattr(callspec, "indices", {}).items() if k != MATRIX_ARG)
     base = getattr(item, "originalname", name.split("[", 1)[0])
     return f"{base}[{'-'.join(f'{k}{v}' for k, v in others)}]" if others else base
+
+
+def copy_name(name: str, item: pytest.Item, spec_id: str) -> str:
+    """What the matrix would call a test that a one-model run runs once: ``name`` (the test's snapshot name)
+    with the model's id last, ``test_x[local]`` or ``TestA.test_a[x-local]``: a per-model snapshot of a
+    one-model run is the one that model's copy uses in the matrix."""
+    if "[" in item.name and name.endswith("]"):
+        return f"{name[:-1]}-{spec_id}]"
+    return f"{name}[{spec_id}]"
+
+
+def would_multiply(item: pytest.Item) -> bool:
+    """Whether the model matrix makes a copy of this test per model (it takes the model and names none)."""
+    return MATRIX_ARG in getattr(item, "fixturenames", ()) and marked_model(list(item.iter_markers("llm"))) is None
 
 
 def case_of(item: pytest.Item, spec: str) -> str:

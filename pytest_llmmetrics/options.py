@@ -160,8 +160,14 @@ def _models_and_source(config: pytest.Config) -> tuple[list[str], str]:
         if isinstance(listed, str):  # the calibrate command reads the ini file's raw text
             listed = shlex.split(listed)
         single = _ini(config, "llm_model")
+        where = f" in {config.inipath}" if config.inipath else ""
+        for name, value in (("llm_models", listed), ("llm_model", single)):
+            if value is not None and not value:  # written, with nothing after the "="
+                raise pytest.UsageError(
+                    f"{name}{where} is empty: name the model{'s' if name == 'llm_models' else ''} "
+                    f"({name} = {'local openai:gpt-4o-mini' if name == 'llm_models' else 'openai:gpt-4o-mini'}), "
+                    "or remove the line to test the embedded local model")
         if listed and single:
-            where = f" in {config.inipath}" if config.inipath else ""
             raise pytest.UsageError(
                 f"llm_model and llm_models are both set{where}; keep one: llm_model for one model, llm_models "
                 "for the model matrix (several models, each test run once per model)")
@@ -190,10 +196,6 @@ def check_config(config: pytest.Config) -> None:
     specs, source = _models_and_source(config)
     for spec in specs:
         try:
-            if "," in spec:
-                raise ConfigError(f"{spec!r} names several models; give --llm-model once per model "
-                                  "(--llm-model local --llm-model openai:gpt-4o-mini), or list them in llm_models "
-                                  "separated by spaces or new lines, without commas")
             check_spec(spec)
         except ConfigError as exc:
             raise pytest.UsageError(f"{source}: {exc}") from None

@@ -60,6 +60,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.MARKER_HELP)
     options.check_config(config)
+    matrix.hide_per_model_snapshots(config, options.models(config))
     restore = config.stash.setdefault(RESTORE_KEY, [])
     # Cheap: the engine loads its model (and torch) on the first text not in the cache;
     # loaded encoders are cached per process, so a second run does not load them again.
@@ -142,8 +143,9 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
             continue
         marks = list(item.iter_markers("llm"))
         if marks:
+            spec = matrix.spec_of(item)  # a matrix copy is named as the test the user wrote
             try:
-                markers.validate_marks(marks, item.nodeid)
+                markers.validate_marks(marks, matrix.case_of(item, spec) if spec is not None else item.nodeid)
             except ConfigError as exc:
                 raise collector.CollectError(str(exc)) from None
     return result

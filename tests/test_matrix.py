@@ -31,6 +31,8 @@ def shaky(messages, **params):
         return "I'm sorry, but I can't help with that."
     return f"Refunds usually take about a week ({q})."
 
+steady2 = steady  # another spec, the same answers
+
 def broken(messages, **params):
     raise RuntimeError("this model is gone")
 '''
@@ -159,8 +161,13 @@ def test_the_ini_list_and_the_command_line_that_overrides_it(models):
      "llm_model and llm_models are both set in *; keep one: llm_model for one model, llm_models for the model "
      "matrix*"),
     ("", ("--llm-model", "local,openai:gpt-4o-mini"),
-     "--llm-model: 'local,openai:gpt-4o-mini' names several models; give --llm-model once "
-     "per model*"),
+     "--llm-model: 'local,openai:gpt-4o-mini' names several models (or holds a space): a spec names one model. "
+     "For the model matrix, give --llm-model once per model*"),
+    ("", ("--llm-model", "local openai:gpt-4o-mini"), "--llm-model: 'local openai:gpt-4o-mini' names several models*"),
+    ("llm_model = local py:models:steady\n", (), "llm_model in tox.ini: 'local py:models:steady' names several*"),
+    ("llm_models =\n", (), "llm_models in */tox.ini is empty: name the models (llm_models = local openai:gpt-4o-mini), "
+     "or remove the line to test the embedded local model"),
+    ("llm_model =\n", (), "llm_model in */tox.ini is empty: name the model*"),
     ("llm_models = local gpt4\n", (), "llm_models in tox.ini: unknown model spec 'gpt4'*"),
     ("llm_model = gpt4\n", (), "llm_model in tox.ini: unknown model spec 'gpt4'*"),
 ])
@@ -201,6 +208,40 @@ def test_not_compared_names_each_models_missing_metrics():
     assert {(r.model, r.metric) for r in rows} == {("b", "score"), ("b", "contains")}
     assert not_compared(tests, runs, ["a", "b", "c", "d"], rows) == {
         "b": ["extra"], "c": ["contains", "score"], "d": ["contains", "score"]}
+
+
+def test_a_bad_model_in_a_marker_names_the_test_as_written(models):
+    models.makepyfile(test_m='''
+        import pytest
+
+        @pytest.mark.llm(model="")
+        def test_it(llm):
+            pass
+        ''', test_n='''
+        import pytest
+
+        @pytest.mark.llm(model="py:models:steady,py:models:shaky")
+        def test_two(llm):
+            pass
+        ''')
+    result = models.runpytest("-p", "no:xdist", *BOTH)
+    result.stdout.fnmatch_lines(["*test_m.py::test_it: @pytest.mark.llm: model: model spec '' is empty*",
+                                 "*test_n.py::test_two: @pytest.mark.llm: model: 'py:models:steady,py:models:shaky' "
+                                 "names several models*"])
+    assert "test_it[" not in result.stdout.str()
+
+
+def test_a_py_module_that_fails_to_import_is_said_in_a_line(models):
+    models.makepyfile(syntaxerr="def reply(messages:\n    return 'x'\n", raising="raise RuntimeError('no key')\n",
+                      test_s="def test_s(llm):\n    llm('hi')\n")
+    for spec, said in (("py:syntaxerr:reply", "py:syntaxerr:reply: importing 'syntaxerr' failed: SyntaxError: *"
+                                              "syntaxerr.py, line 1); fix the module"),
+                       ("py:raising:reply", "py:raising:reply: importing 'raising' failed: RuntimeError: no key; fix "
+                                            "the module, or what it imports")):
+        result = models.runpytest("-p", "no:xdist", "--llm-model", spec)
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines([f"*{said}*"])
+        assert "Traceback" not in result.stdout.str() and "importlib" not in result.stdout.str()
 
 
 def test_recordings_and_the_baseline_keep_each_model_apart(run, models):
@@ -279,9 +320,11 @@ def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
     update.stdout.fnmatch_lines(["*llm_snapshot: in a --snapshot-update run, the model matrix records the first "
                                  "model's answers as the shared references*"])
     folder = models.path / "__snapshots__" / "test_snap"
-    names = sorted(p.name for p in folder.iterdir())
-    assert names[2:] == ["test_shared[a].llm.txt", "test_shared[b].llm.txt"]  # no model in the shared names
-    assert len(names) == 4 and all(n.startswith("test_own[") and n.endswith(".llm-model.txt") for n in names[:2])
+    names = sorted(p.name for p in folder.glob("*.llm.txt"))
+    assert names == ["test_shared[a].llm.txt", "test_shared[b].llm.txt"]  # no model in the shared names
+    per_model = sorted(p.name for p in folder.glob("*.llm-model"))
+    assert len(per_model) == 2 and all(n.startswith("test_own[") for n in per_model)
+    assert len(list(folder.iterdir())) == 4
     assert "5 to 7 days" in (folder / "test_shared[a].llm.txt").read_text()  # steady's answer
     compare = run(*BOTH, "--llm-report-json", "r.json")
     compare.assert_outcomes(passed=6)
@@ -291,12 +334,24 @@ def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
     assert row["tests"] == 3 and row["reference_value"] == 1.0  # steady matches its own answers
     again = run(*BOTH, "--snapshot-update")  # a second update keeps every file
     again.assert_outcomes(passed=6)
-    assert sorted(p.name for p in folder.iterdir()) == names
-    # An update with one model (no matrix) leaves the per-model files alone: only the matrix uses them.
-    one = run("--llm-model", STEADY, "--snapshot-update", "-k", "shared")
-    one.assert_outcomes(passed=2)
-    assert "deleted" not in one.stdout.str()
-    assert sorted(p.name for p in folder.iterdir()) == names
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + per_model)
+    # With one model (no matrix), per_model=True compares with that model's file, the one its copy uses in the
+    # matrix; a complete update, where syrupy deletes what no test asserted, leaves the other models' alone.
+    before = {p.name: p.read_text() for p in folder.iterdir()}
+    one = run("--llm-model", SHAKY, "--snapshot-update")
+    one.assert_outcomes(passed=3)
+    out = one.stdout.str()
+    assert "deleted" not in out and "unused" not in out and "generated" not in out  # all compared, nothing new
+    assert {p.name: p.read_text() for p in folder.iterdir()} == before
+    plain = run("--llm-model", STEADY)
+    plain.assert_outcomes(passed=3)
+    assert "unused" not in plain.stdout.str() and "generated" not in plain.stdout.str()
+    # A matrix update that no longer names a model deletes that model's per-model file, as syrupy does for any
+    # snapshot no test asserts.
+    assert any("shaky" in n for n in per_model)
+    run(*BOTH[:2], "--llm-model", "py:models:steady2", "--snapshot-update").assert_outcomes(passed=6)
+    after = sorted(p.name for p in folder.glob("*.llm-model"))
+    assert len(after) == 2 and not any("shaky" in n for n in after) and any("steady2" in n for n in after)
 
 
 def test_a_later_per_model_snapshot_of_another_model_is_recorded_in_the_update_run(models):
@@ -307,8 +362,31 @@ def test_a_later_per_model_snapshot_of_another_model_is_recorded_in_the_update_r
             assert reply.text.upper() == llm_snapshot(per_model=True)
         ''')
     models.runpytest("-p", "no:xdist", *BOTH, "--snapshot-update").assert_outcomes(passed=2)
-    assert len(list((models.path / "__snapshots__" / "test_snap").glob("test_two[[]*.1.llm-model.txt"))) == 2
+    assert len(list((models.path / "__snapshots__" / "test_snap").glob("test_two[[]*.1.llm-model"))) == 2
     models.runpytest("-p", "no:xdist", *BOTH).assert_outcomes(passed=2)
+
+
+def test_model_none_on_a_closer_marker_unpins_the_test(models):
+    # The closest marker wins per argument: model=None under a module that pins a model runs against the run's
+    # models (once per model in the matrix), like a test that no marker pins.
+    models.makepyfile(test_pin='''
+        import pytest
+
+        pytestmark = pytest.mark.llm(model="py:models:shaky")
+
+        def test_pinned(llm):
+            assert llm.name == "py:models:shaky"
+
+        @pytest.mark.llm(model=None)
+        def test_unpinned(llm, llm_model_spec):
+            assert llm.name == llm_model_spec
+        ''')
+    result = models.runpytest("-p", "no:xdist", "-v", *BOTH)
+    result.assert_outcomes(passed=3)
+    assert ids(result) == {"test_pin.py::test_pinned", f"test_pin.py::test_unpinned[{STEADY}]",
+                           f"test_pin.py::test_unpinned[{SHAKY}]"}
+    one = models.runpytest("-p", "no:xdist", "-v", "--llm-model", STEADY)
+    one.assert_outcomes(passed=2)
 
 
 def test_a_case_that_names_its_model_runs_once_as_that_models_copy(models):

@@ -115,6 +115,13 @@ def run_to_completion(awaitable: Awaitable[Any]) -> Any:
     return run_with_timeout(lambda: asyncio.run(wait()), None, "llm-async-model")
 
 
+def _import_error(exc: BaseException) -> str:
+    """An error raised while importing a ``py:`` module, in a line: a syntax error names its file and line."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno}); fix the module"
+    return f"{type(exc).__name__}: {exc}; fix the module, or what it imports"
+
+
 def import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
     module_name, _, attr = target.partition(":")
     try:
@@ -131,6 +138,10 @@ def import_callable(spec: str, target: str, rootdir: Path) -> ModelCallable:
                 f"{spec}: cannot import {module_name!r} ({exc2}); make it importable "
                 f"(install it, or put it under the rootdir {rootdir})"
             ) from None
+        except Exception as exc2:  # noqa: BLE001 - the module's own error, said in a line
+            raise ConfigError(f"{spec}: importing {module_name!r} failed: {_import_error(exc2)}") from None
+    except Exception as exc:  # noqa: BLE001 - a syntax error, or the module raised while it was imported
+        raise ConfigError(f"{spec}: importing {module_name!r} failed: {_import_error(exc)}") from None
     obj: Any = module
     for part in attr.split("."):
         try:

@@ -31,6 +31,11 @@ def check_spec(spec: str) -> tuple[str, str]:
     """Split a spec into ``(kind, target)``; an unknown or malformed spec is a `ConfigError`."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"model spec {spec!r} is empty; use one of: {KNOWN_SPECS}")
+    if "," in spec or any(c.isspace() for c in spec.strip()):
+        raise ConfigError(
+            f"{spec!r} names several models (or holds a space): a spec names one model. For the model matrix, give "
+            "--llm-model once per model (--llm-model local --llm-model openai:gpt-4o-mini), or list them in "
+            "llm_models separated by spaces or new lines")
     kind, _, target = spec.partition(":")
     if kind == "local" and not target:
         return kind, ""

@@ -31,7 +31,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension
 from pytest_llmmetrics import matrix, options
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, LLMMetricsWarning
 from pytest_llmmetrics.files import atomic_write_text, read_text
-from pytest_llmmetrics.redact import scrub
+from pytest_llmmetrics.redact import env_secrets, scrub
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.semantic.engine import check_threshold, get_engine
 
@@ -43,12 +43,11 @@ if TYPE_CHECKING:
     from pytest_llmmetrics.semantic.engine import EmbeddingEngine
 
 MODEL_FIELD = "embedding-model"
-PER_MODEL_EXTENSION = "llm-model.txt"  # the model matrix's per-model snapshots (not ``*.llm.txt``: see make_assertion)
 DEFERRED = "(compared from the next run)"
 DEFERRED_WARNING = (
     "llm_snapshot: in a --snapshot-update run, the model matrix records the first model's answers as the shared "
-    "references; the other models' copies of the test compare with them from the next run "
-    "(llm_snapshot(per_model=True) keeps a reference per model)")
+    "references; the other models' copies of the test compare with them from the next run (syrupy counts them "
+    "as passed in this run without comparing; llm_snapshot(per_model=True) keeps a reference per model)")
 SAMPLES_FIELD = "samples"
 SEPARATOR = "---"
 
@@ -408,6 +407,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
     recorder: MetricsRecorder | None = None
     run: SnapshotRun | None = None
     follows: str | None = None  # the model matrix: the first model, when this copy of the test runs another
+    per_model_name: str | None = None  # a one-model run: the snapshot name of the model's copy in the matrix
 
     def __call__(self, *, threshold: float | None = None, per_model: bool = False, **kwargs: Any
                  ) -> SnapshotAssertion:
@@ -427,7 +427,10 @@ class LLMSnapshotAssertion(SnapshotAssertion):
             if threshold is not None:
                 extension = extension.with_threshold(check_threshold(threshold, "llm_snapshot(threshold=...)"))
             if per_model and extension.shared_name:  # the matrix: this model's own reference, named with it
-                extension = extension.variant(shared_name=None, file_extension=PER_MODEL_EXTENSION)
+                extension = extension.variant(shared_name=None, file_extension=matrix.PER_MODEL_EXTENSION)
+            elif per_model and self.per_model_name:  # one model: the same file as its copy in the matrix
+                extension = extension.variant(shared_name=self.per_model_name,
+                                              file_extension=matrix.PER_MODEL_EXTENSION)
             kwargs["extension_class"] = extension
         return super().__call__(**kwargs)
 
@@ -618,14 +621,16 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
             "snapshot tests, or deselect them (-k 'not ...')"
         )
     snapshot = request.getfixturevalue("snapshot")
-    extension, follows = SemanticSnapshotExtension, None
+    extension, follows, per_model_name = SemanticSnapshotExtension, None, None
     item = request.node
     spec = matrix.spec_of(item)
+    full = snapshot.test_location.snapshot_name  # the classes, then the test's name
     if spec is not None:  # the model matrix: one reference answer for every model's copy of the test
-        full = snapshot.test_location.snapshot_name  # the classes, then the test's name
         extension = extension.variant(shared_name=full[: len(full) - len(item.name)] + matrix.case_name(item, spec))
         first = options.models(request.config)[0]
         follows = first if spec != first else None
+    elif matrix.would_multiply(item):  # one model: per_model=True uses the file of this model's matrix copy
+        per_model_name = matrix.copy_name(full, item, scrub(options.models(request.config)[0], env_secrets()))
     # What ``snapshot.use_extension(SemanticSnapshotExtension)`` makes (syrupy's
     # with_defaults copies these same public fields), as our subclass.
     return LLMSnapshotAssertion(
@@ -637,4 +642,5 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
         recorder=recorder,
         run=request.config.stash.get(RUN_KEY, None),
         follows=follows,
+        per_model_name=per_model_name,
     )
