@@ -202,8 +202,22 @@ def _yaml(text: str, file: Path) -> Iterator[tuple[int, Any]]:
         return
     if not isinstance(data, list) or root is None or not isinstance(root, yaml.SequenceNode):
         raise ConfigError(f"{file}:1: a YAML case file is a list of mappings (- field: value)")
-    for node, value in zip(root.value, data):
-        yield node.start_mark.line + 1, value
+    yield from zip(_item_lines(text), data)
+
+
+def _item_lines(text: str) -> Iterator[int]:
+    """The line each item of the top-level list starts on. From the parser's events, not the composed nodes:
+    an alias (``- *first``) is the node it names, which starts on the anchor's line."""
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if depth == 1 and isinstance(event, (yaml.NodeEvent, yaml.CollectionStartEvent)):
+            yield event.start_mark.line + 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _unique_keys(node: Any, file: Path) -> None:

@@ -109,6 +109,8 @@ def test_case_files_serial_and_under_xdist(run, bot):
     ("c.yaml", "- a: 1\n- q: 1\n  r: {s: 1, s: 2}\n  q: 2\n", "",
      "data/c.yaml:3: the field 's' is given twice (also on line 3); keep one"),
     ("c.yaml", "- a: 1\n- q: 1\n  q: 2\n", "", "data/c.yaml:3: the field 'q' is given twice (also on line 2)"),
+    ("c.yaml", "- &first {id: a}\n-\n  *first\n", ', id="id"',
+     "data/c.yaml:3: the id 'a' is also the id of the case on line 1"),  # an alias: its own line, not the anchor's
     ("c.txt", "a", "", "data/c.txt: cases() reads .csv, .json, .jsonl, .ndjson, .yaml, .yml files"),
     ("missing.jsonl", None, "", "data/missing.jsonl: no such file (cases() paths are relative to the test file)"),
 ])
