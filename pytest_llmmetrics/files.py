@@ -29,10 +29,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     A symlink is followed (its target is written, the link stays); a device,
     pipe or socket at ``path`` is never replaced (an `OSError` says so).
     """
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`atomic_write_text` for bytes as they are."""
     path = Path(os.path.realpath(path))
     check_regular(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8")
     while True:
         tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
         try:

@@ -78,6 +78,37 @@ def model_in(nodeid: str, specs: Sequence[str]) -> str | None:
     return None
 
 
+def without_model(nodeid: str, spec: str | None) -> str:
+    """A test id without the model the matrix put last in it: ``t.py::test_a[x]`` for ``t.py::test_a[x-local]``
+    and ``t.py::test_a`` for ``t.py::test_a[local]``; any other id as it is."""
+    if spec and nodeid.endswith(f"[{spec}]"):
+        return nodeid[: -len(spec) - 2]
+    if spec and nodeid.endswith(f"-{spec}]"):
+        return nodeid[: -len(spec) - 2] + "]"
+    return nodeid
+
+
+def vanished(reference: Mapping[str, Any], collected: set[str], specs: Sequence[str]) -> set[str]:
+    """The tests of ``reference`` (a baseline) that a complete collection no longer holds.
+
+    A test run with another set of models still exists: a matrix copy
+    (``test_a[local]``, its model in its fingerprint) when this run tests one
+    model, a one-model entry (``test_a``) when this run is the matrix. Their
+    entries are kept, as a test that did not run, so switching between one
+    model and the matrix never empties the baseline. ``specs``: this run's
+    models, as they appear in the ids.
+    """
+    cases = {without_model(nodeid, model_in(nodeid, specs)) if len(specs) > 1 else nodeid for nodeid in collected}
+    gone = set()
+    for nodeid, test in reference.items():
+        if nodeid in collected:
+            continue
+        model = (test.get("fingerprint") or {}).get("model") if isinstance(test, Mapping) else None
+        if without_model(nodeid, model if isinstance(model, str) else None) not in cases and nodeid not in cases:
+            gone.add(nodeid)
+    return gone
+
+
 def scheduler(config: pytest.Config, log: Any, specs: Sequence[str]) -> Any:
     """``--dist loadgroup`` that keeps each model's tests on one worker, on every pytest.
 

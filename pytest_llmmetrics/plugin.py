@@ -14,6 +14,7 @@ from pytest_llmmetrics.display import printable
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
 from pytest_llmmetrics.redact import env_secrets, scrub, scrub_cut
 from pytest_llmmetrics.semantic import engine as semantic_engine
+from pytest_llmmetrics.semantic.guard import SnapshotGuard
 
 if TYPE_CHECKING:
     from pytest_llmmetrics.checks.registry import MetricRegistry
@@ -61,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.MARKER_HELP)
     options.check_config(config)
     matrix.hide_per_model_snapshots(config, options.models(config))
+    SnapshotGuard.register(config)
     restore = config.stash.setdefault(RESTORE_KEY, [])
     # Cheap: the engine loads its model (and torch) on the first text not in the cache;
     # loaded encoders are cached per process, so a second run does not load them again.

@@ -354,6 +354,108 @@ def test_snapshots_are_shared_by_the_models_unless_per_model(run, models):
     assert len(after) == 2 and not any("shaky" in n for n in after) and any("steady2" in n for n in after)
 
 
+def test_an_update_run_keeps_the_snapshots_of_copies_that_did_not_pass(run, models, monkeypatch):
+    # syrupy cannot tie the matrix's snapshot names to test ids: without the plugin's guard, a complete
+    # --snapshot-update deleted the references of copies that failed, errored, skipped or were never reached.
+    models.makepyfile(flaky='''
+        import os
+
+        def reply(messages, **params):
+            if os.environ.get("DOWN"):
+                raise ConnectionError("the server is down")
+            return "Refunds take about a week."
+        ''', test_keep='''
+        import os
+        import pytest
+
+        def test_a(llm, llm_snapshot):
+            reply = llm("Refund?")
+            assert reply == llm_snapshot(per_model=True)
+            assert reply == llm_snapshot
+
+        def test_b(llm, llm_snapshot):
+            if os.environ.get("BOOM"):
+                raise RuntimeError("boom")
+            assert llm("Refund?") == llm_snapshot
+
+        def test_s(llm, llm_snapshot):
+            if os.environ.get("SKIP"):
+                pytest.skip("not today")
+            assert llm("Refund?") == llm_snapshot(per_model=True)
+        ''')
+    pair = ("--llm-model", STEADY, "--llm-model", "py:flaky:reply")
+    run(*pair, "--snapshot-update").assert_outcomes(passed=6)
+    folder = models.path / "__snapshots__" / "test_keep"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert len(before) == 6, sorted(before)
+    for env in ("DOWN", "BOOM", "SKIP"):
+        monkeypatch.setenv(env, "1")
+    result = run(*pair, "--snapshot-update")
+    result.assert_outcomes(passed=1, failed=3, skipped=2)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    result.stdout.fnmatch_lines(["llm_snapshot: kept 4 snapshot files of tests that did not pass in this "
+                                 "--snapshot-update run (syrupy's summary counts them as deleted)"])
+    stopped = run(*pair, "--snapshot-update", "-x")  # the tests after the first failure never run
+    assert stopped.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)  # xdist: interrupted
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    for env in ("DOWN", "BOOM", "SKIP"):
+        monkeypatch.delenv(env)
+    # Files of a test that passed without asserting them go, as syrupy decides.
+    models.makepyfile(test_keep="def test_a(llm, llm_snapshot):\n    assert llm('Refund?') == llm_snapshot\n")
+    run(*pair, "--snapshot-update").assert_outcomes(passed=2)
+    assert sorted(p.name for p in folder.iterdir()) == ["test_a.llm.txt"]
+
+
+def test_the_copy_that_runs_records_the_shared_reference(models):
+    # A case pinned to the second model, and a copy selected without the first model's, record the shared
+    # reference themselves: nothing else would. A pinned case's per_model=True is its one reference.
+    models.makepyfile(test_pin='''
+        import pytest
+
+        @pytest.mark.parametrize("q", ["a", pytest.param("b", marks=pytest.mark.llm(model="py:models:shaky"))])
+        def test_case(llm, llm_snapshot, q):
+            reply = llm(f"How long do refunds take? case {q}")
+            assert reply == llm_snapshot
+            assert reply == llm_snapshot(per_model=True)
+        ''')
+    models.runpytest("-p", "no:xdist", *BOTH, "--snapshot-update").assert_outcomes(passed=3, skipped=1)
+    folder = models.path / "__snapshots__" / "test_pin"
+    names = sorted(p.name for p in folder.iterdir())
+    assert "test_case[b].llm.txt" in names and "test_case[b].1.llm.txt" in names, names
+    assert "about a week" in (folder / "test_case[b].llm.txt").read_text()  # shaky's answer: it runs the case
+    assert not any(n.startswith("test_case[b-") for n in names)
+    models.runpytest("-p", "no:xdist", *BOTH).assert_outcomes(passed=3, skipped=1)
+    one = models.runpytest("-p", "no:xdist", "--llm-model", SHAKY, "-k", "b")  # the same files with one model
+    one.assert_outcomes(passed=1)
+    assert "generated" not in one.stdout.str()
+
+    models.makepyfile(test_new="def test_new(llm, llm_snapshot):\n    assert llm('Refund? case 9') == llm_snapshot\n")
+    only = models.runpytest("-p", "no:xdist", *BOTH, "--snapshot-update", f"test_new.py::test_new[{SHAKY}]")
+    only.assert_outcomes(passed=1)
+    assert (models.path / "__snapshots__" / "test_new" / "test_new.llm.txt").is_file()  # the copy that ran wrote it
+
+
+def test_switching_between_one_model_and_the_matrix_keeps_the_baseline(models):
+    models.makepyfile(test_b='''
+        def test_b(llm, llm_metrics):
+            llm_metrics.record("score", len(llm("Refund? case 1").text))
+        ''')
+    models.runpytest("-p", "no:xdist", *BOTH, "--llm-baseline-update").assert_outcomes(passed=2)
+    one = models.runpytest("-p", "no:xdist", "--llm-model", STEADY, "--llm-baseline-update")
+    one.assert_outcomes(passed=1)
+    assert "vanished" not in one.stdout.str()
+    tests = json.loads((models.path / ".llmmetrics" / "baseline.json").read_text())["tests"]
+    assert set(tests) == {"test_b.py::test_b", f"test_b.py::test_b[{STEADY}]", f"test_b.py::test_b[{SHAKY}]"}
+    again = models.runpytest("-p", "no:xdist", *BOTH, "--llm-baseline-update")
+    again.assert_outcomes(passed=2)
+    assert "vanished" not in again.stdout.str()
+    assert len(json.loads((models.path / ".llmmetrics" / "baseline.json").read_text())["tests"]) == 3
+    # A test that is gone from the collection still goes, with its matrix copies.
+    models.makepyfile(test_b="def test_other(llm_metrics):\n    llm_metrics.record('score', 1.0)\n")
+    gone = models.runpytest("-p", "no:xdist", *BOTH, "--llm-baseline-update")
+    gone.stdout.fnmatch_lines(["*3 vanished tests removed*"])
+
+
 def test_a_later_per_model_snapshot_of_another_model_is_recorded_in_the_update_run(models):
     models.makepyfile(test_snap='''
         def test_two(llm, llm_snapshot):

@@ -281,7 +281,7 @@ class MetricsReport:
                 self.reference = f"last recorded run {last[0].name} (no baseline yet)"
                 reference = last[1]
         tests, collected, finished = self._redacted()
-        vanished = set(reference or ()) - collected if full else set()
+        vanished = matrix.vanished(reference or {}, collected, self.models) if full else set()
         tolerances = self.tolerances()
         self.rows = compare(reference, tests, tolerances, vanished=vanished, finished=finished)
         self.aggregates = aggregate.pooled(reference, tests, tolerances)

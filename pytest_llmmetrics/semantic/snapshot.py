@@ -408,6 +408,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
     run: SnapshotRun | None = None
     follows: str | None = None  # the model matrix: the first model, when this copy of the test runs another
     per_model_name: str | None = None  # a one-model run: the snapshot name of the model's copy in the matrix
+    pinned: bool = False  # a matrix case pinned to one model: per_model=True is its one (shared) reference
 
     def __call__(self, *, threshold: float | None = None, per_model: bool = False, **kwargs: Any
                  ) -> SnapshotAssertion:
@@ -426,7 +427,7 @@ class LLMSnapshotAssertion(SnapshotAssertion):
                                 f"got {extension!r}")
             if threshold is not None:
                 extension = extension.with_threshold(check_threshold(threshold, "llm_snapshot(threshold=...)"))
-            if per_model and extension.shared_name:  # the matrix: this model's own reference, named with it
+            if per_model and extension.shared_name and not self.pinned:  # the matrix: this model's own reference
                 extension = extension.variant(shared_name=None, file_extension=matrix.PER_MODEL_EXTENSION)
             elif per_model and self.per_model_name:  # one model: the same file as its copy in the matrix
                 extension = extension.variant(shared_name=self.per_model_name,
@@ -621,14 +622,17 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
             "snapshot tests, or deselect them (-k 'not ...')"
         )
     snapshot = request.getfixturevalue("snapshot")
-    extension, follows, per_model_name = SemanticSnapshotExtension, None, None
+    extension, follows, per_model_name, pinned = SemanticSnapshotExtension, None, None, False
     item = request.node
     spec = matrix.spec_of(item)
     full = snapshot.test_location.snapshot_name  # the classes, then the test's name
     if spec is not None:  # the model matrix: one reference answer for every model's copy of the test
         extension = extension.variant(shared_name=full[: len(full) - len(item.name)] + matrix.case_name(item, spec))
         first = options.models(request.config)[0]
-        follows = first if spec != first else None
+        # A case pinned to a model runs once: it has no other model's reference (per_model=True is the shared one).
+        pinned = matrix.marked_model(list(item.iter_markers("llm"))) is not None
+        if spec != first and not pinned and matrix.case_of(item, spec) in _first_copies(request.session, first):
+            follows = first  # the first model's copy runs too, and records the reference
     elif matrix.would_multiply(item):  # one model: per_model=True uses the file of this model's matrix copy
         per_model_name = matrix.copy_name(full, item, scrub(options.models(request.config)[0], env_secrets()))
     # What ``snapshot.use_extension(SemanticSnapshotExtension)`` makes (syrupy's
@@ -643,4 +647,19 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
         run=request.config.stash.get(RUN_KEY, None),
         follows=follows,
         per_model_name=per_model_name,
+        pinned=pinned,
     )
+
+
+_FIRST_COPIES = pytest.StashKey["tuple[str, frozenset[str]]"]()
+
+
+def _first_copies(session: pytest.Session, first: str) -> frozenset[str]:
+    """The cases (test ids without the model) whose first-model copy this session runs: the copies of a case
+    defer to it in a --snapshot-update run only then (``-k``, a node id or a pinned case may leave it out)."""
+    found = session.stash.get(_FIRST_COPIES, None)
+    if found is None or found[0] != first:
+        found = session.stash[_FIRST_COPIES] = (first, frozenset(
+            matrix.case_of(i, first) for i in session.items
+            if matrix.spec_of(i) == first and matrix.marked_model(list(i.iter_markers("llm"))) is None))
+    return found[1]

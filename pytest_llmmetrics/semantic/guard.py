@@ -1,0 +1,129 @@
+"""A ``--snapshot-update`` run never deletes the semantic snapshots of a test that did not pass.
+
+syrupy deletes every snapshot no assert used, and cannot tie the model matrix's file names to test ids, so
+`snapshot.KeepSnapshotsOfFailedTests` alone does not keep them. This guard, on the process that runs syrupy's
+clean-up, copies the ``*.llm.txt`` and ``*.llm-model`` files of each collected test that has not passed
+(failed, errored, skipped, not reached) before syrupy finishes, and puts back what syrupy deleted.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Generator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmmetrics import matrix, options
+from pytest_llmmetrics.files import atomic_write_bytes
+from pytest_llmmetrics.redact import env_secrets, scrub
+
+SUFFIXES = (".llm.txt", "." + matrix.PER_MODEL_EXTENSION)
+
+
+def snapshot_names(nodeid: str, specs: Sequence[str], secrets: dict[str, str]) -> list[str]:
+    """The snapshot names a test's files may start with: its own (``TestA.test_a[x-local]``), and with the
+    model matrix's spec taken out (the shared reference, ``TestA.test_a[x]``) or, in a one-model run, put in
+    (its per-model file, ``TestA.test_a[x-local]``)."""
+    parts = nodeid.split("::")[1:]
+    if not parts:
+        return []
+    own = ".".join(parts)
+    names = [own]
+    for spec in specs:
+        sid = scrub(spec, secrets)
+        if own.endswith(f"[{sid}]"):
+            names.append(own[: -len(sid) - 2])
+        elif own.endswith(f"-{sid}]"):
+            names.append(own[: -len(sid) - 2] + "]")
+    if len(specs) == 1:
+        sid = scrub(specs[0], secrets)
+        names.append(f"{own[:-1]}-{sid}]" if own.endswith("]") and "[" in parts[-1] else f"{own}[{sid}]")
+    return names
+
+
+def owned(stem: str, prefixes: Iterable[str]) -> bool:
+    """Whether a snapshot file's stem is one of these names' (an assert index, ``.1`` or ``[name]``, may follow)."""
+    return any(stem == p or stem.startswith((p + ".", p + "[")) for p in prefixes)
+
+
+class SnapshotGuard:
+    NAME = "llmmetrics-snapshot-guard"
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.collected: set[str] = set()
+        self.passed: set[str] = set()
+        self.failed: set[str] = set()
+        self.kept: list[Path] = []
+
+    @classmethod
+    def register(cls, config: pytest.Config) -> None:
+        """On the process that runs syrupy's clean-up, in a ``--snapshot-update`` run."""
+        if (hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("syrupy")
+                or not getattr(config.option, "update_snapshots", False)):
+            return
+        config.pluginmanager.register(cls(config), cls.NAME)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.update(matrix.plain_nodeid(item.nodeid, self.config) for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected.update(matrix.plain_nodeid(nodeid, self.config) for nodeid in ids)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        nodeid = matrix.plain_nodeid(report.nodeid, self.config)
+        if report.failed:
+            self.failed.add(nodeid)
+        elif report.when == "call" and report.passed:
+            self.passed.add(nodeid)
+
+    def _at_risk(self) -> dict[Path, bytes]:
+        """The snapshot files of collected tests that have not passed, by path, with their bytes."""
+        specs = options.models(self.config)
+        secrets = env_secrets()
+        dirname = str(getattr(self.config.option, "snapshot_dirname", None) or "__snapshots__")
+        by_module: dict[str, list[str]] = defaultdict(list)
+        for nodeid in self.collected - (self.passed - self.failed):
+            by_module[nodeid.split("::", 1)[0]].extend(snapshot_names(nodeid, specs, secrets))
+        from pytest_llmmetrics.semantic.snapshot import file_stem
+
+        saved: dict[Path, bytes] = {}
+        for module, names in by_module.items():
+            path = self.config.rootpath / module
+            folder = path.parent / dirname / path.stem
+            if not names or not folder.is_dir():
+                continue
+            prefixes = {file_stem(name) for name in names}
+            for file in folder.iterdir():
+                suffix = next((s for s in SUFFIXES if file.name.endswith(s)), None)
+                if suffix and file.is_file() and owned(file.name[: -len(suffix)], prefixes):
+                    try:
+                        saved[file] = file.read_bytes()
+                    except OSError:
+                        continue
+        return saved
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
+        saved = self._at_risk()
+        try:
+            return (yield)
+        finally:
+            for path, data in saved.items():
+                if not path.exists():
+                    try:
+                        atomic_write_bytes(path, data)
+                    except OSError:
+                        continue
+                    self.kept.append(path)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.kept:
+            n = len(self.kept)
+            terminalreporter.write_line(
+                f"llm_snapshot: kept {n} snapshot file{'s' if n != 1 else ''} of tests that did not pass in this "
+                f"--snapshot-update run (syrupy's summary counts {'them' if n != 1 else 'it'} as deleted)",
+                yellow=True)
