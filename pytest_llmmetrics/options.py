@@ -163,9 +163,12 @@ def _models_and_source(config: pytest.Config) -> tuple[list[str], str]:
         where = f" in {config.inipath}" if config.inipath else ""
         for name, value in (("llm_models", listed), ("llm_model", single)):
             if value is not None and not value:  # written, with nothing after the "="
+                overridden = any(str(o).split("=", 1)[0].strip() == name
+                                 for o in getattr(config.option, "override_ini", None) or ())
+                plural = name == "llm_models"
                 raise pytest.UsageError(
-                    f"{name}{where} is empty: name the model{'s' if name == 'llm_models' else ''} "
-                    f"({name} = {'local openai:gpt-4o-mini' if name == 'llm_models' else 'openai:gpt-4o-mini'}), "
+                    f"{name}{f' (-o {name}=)' if overridden else where} is empty: name the model{'s' if plural else ''}"
+                    f" ({name} = {'local openai:gpt-4o-mini' if plural else 'openai:gpt-4o-mini'}), "
                     "or remove the line to test the embedded local model")
         if listed and single:
             raise pytest.UsageError(

@@ -168,6 +168,7 @@ def test_the_ini_list_and_the_command_line_that_overrides_it(models):
     ("llm_models =\n", (), "llm_models in */tox.ini is empty: name the models (llm_models = local openai:gpt-4o-mini), "
      "or remove the line to test the embedded local model"),
     ("llm_model =\n", (), "llm_model in */tox.ini is empty: name the model*"),
+    ("llm_models = local\n", ("-o", "llm_models="), "llm_models (-o llm_models=) is empty: name the models*"),
     ("llm_models = local gpt4\n", (), "llm_models in tox.ini: unknown model spec 'gpt4'*"),
     ("llm_model = gpt4\n", (), "llm_model in tox.ini: unknown model spec 'gpt4'*"),
 ])
