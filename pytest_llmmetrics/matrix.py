@@ -88,6 +88,23 @@ def without_model(nodeid: str, spec: str | None) -> str:
     return nodeid
 
 
+def with_model(name: str, spec_id: str) -> str:
+    """`without_model` undone: ``test_a[x]`` and ``test_a`` as the matrix copy of model ``spec_id`` is named."""
+    return f"{name[:-1]}-{spec_id}]" if "[" in name and name.endswith("]") else f"{name}[{spec_id}]"
+
+
+def snapshot_names(own: str, *, spec_id: str | None = None, one_model_id: str | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """The snapshot names a test's files take (an assert index may follow): those of its ``*.llm.txt`` files,
+    and of its ``*.llm-model`` ones. ``own``: its snapshot name (classes, then the test's name); ``spec_id``:
+    its model's id, for a copy in the model matrix (the shared reference is named without it, a per-model
+    one with it); ``one_model_id``: the model of a one-model run, for a test the matrix would multiply (its
+    per-model file is its matrix copy's)."""
+    if spec_id is not None:
+        return [without_model(own, spec_id)], [own]
+    return [own], [with_model(own, one_model_id)] if one_model_id else []
+
+
 def vanished(reference: Mapping[str, Any], collected: set[str], specs: Sequence[str]) -> set[str]:
     """The tests of ``reference`` (a baseline) that a complete collection no longer holds.
 
@@ -181,15 +198,6 @@ def case_name(item: pytest.Item, spec: str) -> str:
     others = sorted((k, v) for k, v in getattr(callspec, "indices", {}).items() if k != MATRIX_ARG)
     base = getattr(item, "originalname", name.split("[", 1)[0])
     return f"{base}[{'-'.join(f'{k}{v}' for k, v in others)}]" if others else base
-
-
-def copy_name(name: str, item: pytest.Item, spec_id: str) -> str:
-    """What the matrix would call a test that a one-model run runs once: ``name`` (the test's snapshot name)
-    with the model's id last, ``test_x[local]`` or ``TestA.test_a[x-local]``: a per-model snapshot of a
-    one-model run is the one that model's copy uses in the matrix."""
-    if "[" in item.name and name.endswith("]"):
-        return f"{name[:-1]}-{spec_id}]"
-    return f"{name}[{spec_id}]"
 
 
 def would_multiply(item: pytest.Item) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from pytest_llmmetrics import hookspecs, markers, matrix, options, state
 from pytest_llmmetrics.display import printable
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError
-from pytest_llmmetrics.redact import env_secrets, scrub, scrub_cut
+from pytest_llmmetrics.redact import env_secrets, scrub, scrub_cut, session_secrets
 from pytest_llmmetrics.semantic import engine as semantic_engine
 from pytest_llmmetrics.semantic.guard import SnapshotGuard
 
@@ -35,7 +35,6 @@ ENGINE_KEY = pytest.StashKey["semantic_engine.EmbeddingEngine"]()
 RESTORE_KEY = pytest.StashKey["list[Callable[[], object]]"]()
 RECORDER_KEY = pytest.StashKey["MetricsRecorder"]()
 RECORDINGS_KEY: pytest.StashKey[Recordings] = pytest.StashKey()
-SECRETS_KEY = pytest.StashKey["dict[str, str]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -156,7 +155,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
 @pytest.hookimpl(trylast=True)  # after the test's own parametrize marks: the model is the id's last part
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The model matrix: with several models, each test using ``llm`` or ``allm`` runs once per model."""
-    matrix.parametrize(metafunc, options.models(metafunc.config), _secrets(metafunc.config))
+    matrix.parametrize(metafunc, options.models(metafunc.config), session_secrets(metafunc.config))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -172,16 +171,8 @@ def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str)
     """A parameter that holds a secret gets an id with the secret redacted, so no test id shows it anywhere."""
     if not isinstance(val, str):
         return None
-    clean = scrub(val, _secrets(config))
+    clean = scrub(val, session_secrets(config))
     return clean if clean != val else None
-
-
-def _secrets(config: pytest.Config) -> dict[str, str]:
-    """The environment's secrets, read once a session (reading the environment costs ~40 us)."""
-    secrets = config.stash.get(SECRETS_KEY, None)
-    if secrets is None:
-        secrets = config.stash[SECRETS_KEY] = env_secrets()
-    return secrets
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -255,7 +246,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         summary = recorder.summary(markers.group_of(item.nodeid, item.iter_markers("llm")))
         report.llm_metrics = summary
         # Names come from user code: escaped, so the JUnit XML stays well-formed whatever they contain.
-        secrets = _secrets(item.config)
+        secrets = session_secrets(item.config)
         properties = [(f"llm:{printable(scrub(name, secrets))}", repr(m["mean"]))
                       for name, m in summary["metrics"].items()]
         report.user_properties.extend(properties)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from re import Pattern
 from typing import Any
 
+import pytest
+
 REDACTED = "<redacted>"
 _SECRET_PARAM = re.compile(r"(^|_)(api_?key|key|token|secret|password|authorization|auth)$", re.I)
 _SECRET_ENV = ("_KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "CREDENTIALS", "_PAT")  # name endings
@@ -160,3 +162,14 @@ def _cut(piece: str, secrets: Mapping[str, str], *, at_end: bool) -> str:
     if looks_secret(word):  # the other piece of a token whose format was cut off
         return redact(len(word), "<redacted:secret>")
     return piece
+
+
+SECRETS_KEY = pytest.StashKey["dict[str, str]"]()
+
+
+def session_secrets(config: pytest.Config) -> dict[str, str]:
+    """The environment's secrets (`env_secrets`), read once a session (reading the environment costs ~40 us)."""
+    secrets = config.stash.get(SECRETS_KEY, None)
+    if secrets is None:
+        secrets = config.stash[SECRETS_KEY] = env_secrets()
+    return secrets

@@ -394,7 +394,8 @@ def test_an_update_run_keeps_the_snapshots_of_copies_that_did_not_pass(run, mode
     result = run(*pair, "--snapshot-update")
     result.assert_outcomes(passed=1, failed=3, skipped=2)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-    result.stdout.fnmatch_lines(["llm_snapshot: kept 4 snapshot files of tests that did not pass in this "
+    # (Files syrupy can tie to a failed test it keeps itself; the rest the plugin puts back, and says so.)
+    result.stdout.fnmatch_lines(["llm_snapshot: kept * snapshot files of tests that did not pass in this "
                                  "--snapshot-update run (syrupy's summary counts them as deleted)"])
     stopped = run(*pair, "--snapshot-update", "-x")  # the tests after the first failure never run
     assert stopped.ret in (pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.INTERRUPTED)  # xdist: interrupted
@@ -405,6 +406,48 @@ def test_an_update_run_keeps_the_snapshots_of_copies_that_did_not_pass(run, mode
     models.makepyfile(test_keep="def test_a(llm, llm_snapshot):\n    assert llm('Refund?') == llm_snapshot\n")
     run(*pair, "--snapshot-update").assert_outcomes(passed=2)
     assert sorted(p.name for p in folder.iterdir()) == ["test_a.llm.txt"]
+
+
+def test_an_update_run_with_a_path_deletes_what_no_test_asserts_any_more(models, monkeypatch):
+    # With a path argument syrupy deletes only the files it can tie to a test that ran: the plugin ties the
+    # matrix's shared and per-model files to their copies.
+    models.makepyfile(flaky='''
+        import os
+
+        def reply(messages, **params):
+            if os.environ.get("DOWN"):
+                raise ConnectionError("the server is down")
+            return "Refunds take about a week."
+        ''')
+    suite = '''
+        def test_one(llm, llm_snapshot):
+            assert llm("Refund?") == llm_snapshot
+
+        def test_two(llm, llm_snapshot):
+            reply = llm("Refund?")
+            assert reply == llm_snapshot
+            assert reply == llm_snapshot(per_model=True)
+        '''
+    models.makepyfile(test_path=suite)
+    pair = ("--llm-model", STEADY, "--llm-model", "py:flaky:reply")
+    models.runpytest("-p", "no:xdist", *pair, "--snapshot-update").assert_outcomes(passed=4)
+    folder = models.path / "__snapshots__" / "test_path"
+    assert len(list(folder.iterdir())) == 4
+    # One copy down: the other copy's per-model file is its own, not kept for the failing copy.
+    models.makepyfile(test_path=suite.replace("test_one", "test_uno").replace(
+        "            assert reply == llm_snapshot(per_model=True)\n", ""))
+    monkeypatch.setenv("DOWN", "1")
+    result = models.runpytest("-p", "no:xdist", *pair, "--snapshot-update", "test_path.py")
+    result.assert_outcomes(passed=2, failed=2)
+    names = sorted(p.name for p in folder.iterdir())
+    assert "test_one.llm.txt" not in names and "test_uno.llm.txt" in names  # renamed: the old one goes
+    assert "test_two.llm.txt" in names and any("flaky" in n for n in names)  # the failing copy's are kept
+    # (A per-model file that no assert of the run's could have written, syrupy alone judges: under a path
+    # argument it keeps those of parametrized tests, the matrix's copies included; a bare run deletes them.)
+    monkeypatch.delenv("DOWN")
+    result = models.runpytest("-p", "no:xdist", *pair, "--snapshot-update")
+    result.assert_outcomes(passed=4)
+    assert sorted(p.name for p in folder.iterdir()) == ["test_two.llm.txt", "test_uno.llm.txt"]
 
 
 def test_the_copy_that_runs_records_the_shared_reference(models):
@@ -664,3 +707,16 @@ def test_simulated_model_comparisons_rarely_call_equal_models_different_and_find
     assert gap["better"] >= 0.9 * 200 and gap["worse"] == 0, gap  # paired by test, the difficulty spread cancels
     worse = _simulate(-0.05, 200, 30, seed=9)
     assert worse["worse"] >= 0.9 * 200 and worse["better"] == 0, worse
+
+
+def test_the_guard_ties_each_file_to_the_copy_it_belongs_to():
+    from pytest_llmmetrics.semantic.guard import snapshot_names
+    from pytest_llmmetrics.semantic.snapshot import file_stem, owns
+
+    shared, per_model = snapshot_names("t.py::TestA::test_sel[x-py:models:shaky]", [STEADY, SHAKY], {})
+    assert shared == ["TestA.test_sel[x]"] and per_model == ["TestA.test_sel[x-py:models:shaky]"]
+    mine = [file_stem(n) for n in per_model]
+    assert owns(file_stem("TestA.test_sel[x-py:models:shaky]", ".1"), mine)
+    assert not owns(file_stem("TestA.test_sel[x-py:models:steady]", ".1"), mine)  # the other copy's file
+    assert owns("TestA.test_sel[x].2", [file_stem(n) for n in shared])
+    assert snapshot_names("t.py::test_one", [STEADY], {}) == (["test_one"], [f"test_one[{STEADY}]"])

@@ -9,7 +9,7 @@ clean-up, copies the ``*.llm.txt`` and ``*.llm-model`` files of each collected t
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,16 @@ from pytest_llmmetrics import matrix, options
 from pytest_llmmetrics.files import atomic_write_bytes
 from pytest_llmmetrics.redact import env_secrets, scrub
 
-SUFFIXES = (".llm.txt", "." + matrix.PER_MODEL_EXTENSION)
 
-
-def snapshot_names(nodeid: str, specs: Sequence[str], secrets: dict[str, str]) -> list[str]:
-    """The snapshot names a test's files may start with: its own (``TestA.test_a[x-local]``), and with the
-    model matrix's spec taken out (the shared reference, ``TestA.test_a[x]``) or, in a one-model run, put in
-    (its per-model file, ``TestA.test_a[x-local]``)."""
+def snapshot_names(nodeid: str, specs: Sequence[str], secrets: dict[str, str]) -> tuple[list[str], list[str]]:
+    """`matrix.snapshot_names` of a test, from its id (the controller of an xdist run has no items)."""
     parts = nodeid.split("::")[1:]
     if not parts:
-        return []
+        return [], []
     own = ".".join(parts)
-    names = [own]
-    for spec in specs:
-        sid = scrub(spec, secrets)
-        if own.endswith(f"[{sid}]"):
-            names.append(own[: -len(sid) - 2])
-        elif own.endswith(f"-{sid}]"):
-            names.append(own[: -len(sid) - 2] + "]")
-    if len(specs) == 1:
-        sid = scrub(specs[0], secrets)
-        names.append(f"{own[:-1]}-{sid}]" if own.endswith("]") and "[" in parts[-1] else f"{own}[{sid}]")
-    return names
-
-
-def owned(stem: str, prefixes: Iterable[str]) -> bool:
-    """Whether a snapshot file's stem is one of these names' (an assert index, ``.1`` or ``[name]``, may follow)."""
-    return any(stem == p or stem.startswith((p + ".", p + "[")) for p in prefixes)
+    ids = [scrub(spec, secrets) for spec in specs]
+    spec_id = matrix.model_in(own, ids) if len(ids) > 1 else None
+    return matrix.snapshot_names(own, spec_id=spec_id, one_model_id=ids[0] if len(ids) == 1 else None)
 
 
 class SnapshotGuard:
@@ -85,21 +68,24 @@ class SnapshotGuard:
         specs = options.models(self.config)
         secrets = env_secrets()
         dirname = str(getattr(self.config.option, "snapshot_dirname", None) or "__snapshots__")
-        by_module: dict[str, list[str]] = defaultdict(list)
+        by_module: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
         for nodeid in self.collected - (self.passed - self.failed):
-            by_module[nodeid.split("::", 1)[0]].extend(snapshot_names(nodeid, specs, secrets))
-        from pytest_llmmetrics.semantic.snapshot import file_stem
+            names = snapshot_names(nodeid, specs, secrets)
+            found = by_module[nodeid.split("::", 1)[0]]
+            found[0].update(names[0])
+            found[1].update(names[1])
+        from pytest_llmmetrics.semantic.snapshot import SUFFIXES, file_stem, owns, stem_of
 
         saved: dict[Path, bytes] = {}
-        for module, names in by_module.items():
+        for module, (shared, per_model) in by_module.items():
             path = self.config.rootpath / module
             folder = path.parent / dirname / path.stem
-            if not names or not folder.is_dir():
+            if not folder.is_dir():
                 continue
-            prefixes = {file_stem(name) for name in names}
+            prefixes = ({file_stem(name) for name in shared}, {file_stem(name) for name in per_model})
             for file in folder.iterdir():
-                suffix = next((s for s in SUFFIXES if file.name.endswith(s)), None)
-                if suffix and file.is_file() and owned(file.name[: -len(suffix)], prefixes):
+                stem = stem_of(file.name)
+                if stem is not None and file.is_file() and owns(stem, prefixes[file.name.endswith(SUFFIXES[1])]):
                     try:
                         saved[file] = file.read_bytes()
                     except OSError:

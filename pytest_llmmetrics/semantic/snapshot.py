@@ -18,7 +18,7 @@ import math
 import os
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension
 from pytest_llmmetrics import matrix, options
 from pytest_llmmetrics.errors import ConfigError, LLMMetricsError, LLMMetricsWarning
 from pytest_llmmetrics.files import atomic_write_text, read_text
-from pytest_llmmetrics.redact import env_secrets, scrub
+from pytest_llmmetrics.redact import scrub, session_secrets
 from pytest_llmmetrics.response import Response
 from pytest_llmmetrics.semantic.engine import check_threshold, get_engine
 
@@ -303,16 +303,16 @@ class SemanticSnapshotExtension(SingleFileSnapshotExtension):
 
     @classmethod
     def matches_test_location(cls, *, test_location: Any, snapshot_location: str) -> bool:
-        """Which test owns a snapshot file, for syrupy's unused-snapshot report: ours, by `file_stem`, too."""
+        """Which test owns a snapshot file, for syrupy's unused-snapshot report: any test of the module owns
+        the module's semantic snapshots, as syrupy's own rule has it for a test that is not parametrized.
+        syrupy still deletes only what no assert used (and keeps what skipped tests own by name); a name rule
+        here would keep, in a run given a path, the snapshots of a renamed test or of a removed assert,
+        because the model matrix names its files in ways syrupy's name rule does not know."""
         if super().matches_test_location(test_location=test_location, snapshot_location=snapshot_location):
             return True
         loc = Path(snapshot_location)
-        suffix = f".{cls.file_extension}"
-        if not loc.name.endswith(suffix) or loc.parent.name != test_location.basename:
-            return False
-        stem, own = loc.name[: -len(suffix)], cls.get_snapshot_name(test_location=test_location)
-        return (stem == own or stem.startswith((own + ".", own + "["))) and (
-            test_location.matches_snapshot_site(snapshot_location))
+        return (loc.parent.name == test_location.basename and stem_of(loc.name) is not None
+                and test_location.matches_snapshot_site(snapshot_location))
 
     def read_snapshot_data_from_location(self, *, snapshot_location: str, snapshot_name: str,
                                          session_id: str) -> str | None:
@@ -613,6 +613,20 @@ def _tell_syrupy_skipped(config: pytest.Config, nodeid: str) -> None:
         ran_item(nodeid, "skipped")
 
 
+SUFFIXES = (".llm.txt", "." + matrix.PER_MODEL_EXTENSION)  # shared (or one model's), per model
+
+
+def stem_of(file_name: str) -> str | None:
+    """A semantic snapshot file's name without its suffix; None for another file."""
+    suffix = next((s for s in SUFFIXES if file_name.endswith(s)), None)
+    return file_name[: -len(suffix)] if suffix else None
+
+
+def owns(stem: str, prefixes: Iterable[str]) -> bool:
+    """Whether a snapshot file's stem is one of these names' (an assert index, ``.1`` or ``[name]``, may follow)."""
+    return any(stem == p or stem.startswith((p + ".", p + "[")) for p in prefixes)
+
+
 def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) -> LLMSnapshotAssertion:
     """The ``llm_snapshot`` of a test: syrupy's ``snapshot`` with this extension, recording into ``recorder``."""
     if not request.config.pluginmanager.hasplugin("syrupy"):
@@ -634,7 +648,8 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
         if spec != first and not pinned and matrix.case_of(item, spec) in _first_copies(request.session, first):
             follows = first  # the first model's copy runs too, and records the reference
     elif matrix.would_multiply(item):  # one model: per_model=True uses the file of this model's matrix copy
-        per_model_name = matrix.copy_name(full, item, scrub(options.models(request.config)[0], env_secrets()))
+        per_model_name = matrix.with_model(full, scrub(options.models(request.config)[0],
+                                                       session_secrets(request.config)))
     # What ``snapshot.use_extension(SemanticSnapshotExtension)`` makes (syrupy's
     # with_defaults copies these same public fields), as our subclass.
     return LLMSnapshotAssertion(
