@@ -380,7 +380,9 @@ class MetricsReport:
             return
         secrets = env_secrets()
         xfail = {scrub(nodeid, secrets): how for nodeid, how in self.xfail.items()}
-        merged = store.merge(self.baseline, self.tests, passed=finished, vanished=vanished, xfail=xfail)
+        failed = {scrub(nodeid, secrets) for nodeid in self.failed}
+        merged = store.merge(self.baseline, self.tests, passed=finished, vanished=vanished, xfail=xfail,
+                             failed=failed)
         if not merged.tests and self.baseline is None:
             self.notes.append("baseline NOT written: no test that records metrics passed, so there is nothing to "
                               "accept (the next run compares with this run's history)")

@@ -171,7 +171,7 @@ class Merged:
     not_added: int = 0  # new tests that failed: a failing run is not an accepted state
     kept_xfail: Counter[str] = field(default_factory=Counter)  # xfail tests ("xfailed"/"xpassed") keep theirs too
     not_added_xfail: Counter[str] = field(default_factory=Counter)  # new xfail tests: not added, but not news
-    kept_not_run: int = 0  # skipped, errored before recording, deselected, not reached
+    kept_not_run: int = 0  # skipped, deselected, a collection error, not reached
     removed: list[str] = field(default_factory=list)  # tests a complete collection no longer holds
     emptied: list[str] = field(default_factory=list)  # tests that passed and recorded nothing
 
@@ -197,7 +197,7 @@ class Merged:
 
 
 def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanished: Collection[str],
-          xfail: Mapping[str, str] | None = None) -> Merged:
+          xfail: Mapping[str, str] | None = None, failed: Collection[str] = ()) -> Merged:
     """The updated baseline.
 
     Tests that passed replace their entries (a passing test that recorded
@@ -207,7 +207,8 @@ def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanishe
     ``"xfailed"`` or ``"xpassed"``, a non-strict unexpected pass) follow the
     same rule, counted apart so that the summary does not report a known
     failure as news on every update. Tests that did not run (skipped, errored,
-    deselected, not reached) keep theirs. Only ``vanished`` tests, those a
+    deselected, not reached) keep theirs; a test in ``failed`` that recorded
+    nothing (it failed first) is counted as failed. Only ``vanished`` tests, those a
     complete collection no longer holds, are removed.
     """
     xfail = xfail or {}
@@ -232,6 +233,10 @@ def merge(old: Tests | None, current: Tests, *, passed: Collection[str], vanishe
         if nodeid in vanished or nodeid in passed:
             del merged[nodeid]
             (result.removed if nodeid in vanished else result.emptied).append(nodeid)
+        elif nodeid in xfail:
+            result.kept_xfail[xfail[nodeid]] += 1
+        elif nodeid in failed:
+            result.kept_failed += 1
         else:
             result.kept_not_run += 1
     result.tests = dict(sorted(merged.items()))
