@@ -189,10 +189,9 @@ def case_name(item: pytest.Item, spec: str) -> str:
     """The test's name without the model: ``test_refund`` for ``test_refund[local]``, ``test_a[x]`` for
     ``test_a[x-local]``. The same for every model's copy, so their results pair up (and can share a snapshot)."""
     name = item.name
-    if name.endswith(f"[{spec}]"):
-        return name[: -len(spec) - 2]
-    if name.endswith(f"-{spec}]"):
-        return name[: -len(spec) - 2] + "]"
+    stripped = without_model(name, spec)
+    if stripped != name:
+        return stripped
     # pytest made the id unique (a suffix) or escaped it: name the copy by the other parameters' positions.
     callspec = getattr(item, "callspec", None)
     others = sorted((k, v) for k, v in getattr(callspec, "indices", {}).items() if k != MATRIX_ARG)

@@ -61,7 +61,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", markers.MARKER_HELP)
     options.check_config(config)
     matrix.hide_per_model_snapshots(config, options.models(config))
-    SnapshotGuard.register(config)
     restore = config.stash.setdefault(RESTORE_KEY, [])
     # Cheap: the engine loads its model (and torch) on the first text not in the cache;
     # loaded encoders are cached per process, so a second run does not load them again.
@@ -83,20 +82,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # xdist workers send their metrics to the controller
         from pytest_llmmetrics.baseline.report import MetricsReport
 
-        config.pluginmanager.register(
-            MetricsReport(
-                config,
-                options.metrics_dir(config),
-                options.get(config, "llm_tolerance"),
-                update=bool(options.get(config, "llm_baseline_update")
-                            or getattr(config.option, "update_snapshots", False)),
-                fail_on_regression=bool(options.get(config, "llm_fail_on_regression")),
-                json_path=options.get(config, "llm_report_json"),
-                html_path=options.get(config, "llm_report_html"),
-                models=options.models(config),
-            ),
-            "llmmetrics-report",
+        report = MetricsReport(
+            config,
+            options.metrics_dir(config),
+            options.get(config, "llm_tolerance"),
+            update=bool(options.get(config, "llm_baseline_update")
+                        or getattr(config.option, "update_snapshots", False)),
+            fail_on_regression=bool(options.get(config, "llm_fail_on_regression")),
+            json_path=options.get(config, "llm_report_json"),
+            html_path=options.get(config, "llm_report_html"),
+            models=options.models(config),
         )
+        config.pluginmanager.register(report, "llmmetrics-report")
+        SnapshotGuard.register(config, report)  # the same process runs syrupy's clean-up
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -31,37 +31,29 @@ def snapshot_names(nodeid: str, specs: Sequence[str], secrets: dict[str, str]) -
     return matrix.snapshot_names(own, spec_id=spec_id, one_model_id=ids[0] if len(ids) == 1 else None)
 
 
+class Outcomes(Protocol):
+    """What the end-of-run report (`baseline.report.MetricsReport`) already tracks, by test id without
+    xdist's ``@group``: the collected tests (also under xdist), those that passed and those that failed."""
+
+    collected: set[str]
+    passed: set[str]
+    failed: set[str]
+
+
 class SnapshotGuard:
     NAME = "llmmetrics-snapshot-guard"
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, outcomes: Outcomes) -> None:
         self.config = config
-        self.collected: set[str] = set()
-        self.passed: set[str] = set()
-        self.failed: set[str] = set()
+        self.outcomes = outcomes
         self.kept: list[Path] = []
 
     @classmethod
-    def register(cls, config: pytest.Config) -> None:
-        """On the process that runs syrupy's clean-up, in a ``--snapshot-update`` run."""
-        if (hasattr(config, "workerinput") or not config.pluginmanager.hasplugin("syrupy")
-                or not getattr(config.option, "update_snapshots", False)):
+    def register(cls, config: pytest.Config, outcomes: Outcomes) -> None:
+        """On the process that runs syrupy's clean-up (where the report runs), in a ``--snapshot-update`` run."""
+        if not config.pluginmanager.hasplugin("syrupy") or not getattr(config.option, "update_snapshots", False):
             return
-        config.pluginmanager.register(cls(config), cls.NAME)
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.collected.update(matrix.plain_nodeid(item.nodeid, self.config) for item in session.items)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
-        self.collected.update(matrix.plain_nodeid(nodeid, self.config) for nodeid in ids)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        nodeid = matrix.plain_nodeid(report.nodeid, self.config)
-        if report.failed:
-            self.failed.add(nodeid)
-        elif report.when == "call" and report.passed:
-            self.passed.add(nodeid)
+        config.pluginmanager.register(cls(config, outcomes), cls.NAME)
 
     def _at_risk(self) -> dict[Path, bytes]:
         """The snapshot files of collected tests that have not passed, by path, with their bytes."""
@@ -69,7 +61,8 @@ class SnapshotGuard:
         secrets = env_secrets()
         dirname = str(getattr(self.config.option, "snapshot_dirname", None) or "__snapshots__")
         by_module: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
-        for nodeid in self.collected - (self.passed - self.failed):
+        done = self.outcomes.passed - self.outcomes.failed
+        for nodeid in self.outcomes.collected - done:
             names = snapshot_names(nodeid, specs, secrets)
             found = by_module[nodeid.split("::", 1)[0]]
             found[0].update(names[0])

@@ -666,15 +666,15 @@ def make_assertion(request: pytest.FixtureRequest, recorder: MetricsRecorder) ->
     )
 
 
-_FIRST_COPIES = pytest.StashKey["tuple[str, frozenset[str]]"]()
+_FIRST_COPIES = pytest.StashKey["frozenset[str]"]()
 
 
 def _first_copies(session: pytest.Session, first: str) -> frozenset[str]:
     """The cases (test ids without the model) whose first-model copy this session runs: the copies of a case
     defer to it in a --snapshot-update run only then (``-k``, a node id or a pinned case may leave it out)."""
     found = session.stash.get(_FIRST_COPIES, None)
-    if found is None or found[0] != first:
-        found = session.stash[_FIRST_COPIES] = (first, frozenset(
+    if found is None:
+        found = session.stash[_FIRST_COPIES] = frozenset(
             matrix.case_of(i, first) for i in session.items
-            if matrix.spec_of(i) == first and matrix.marked_model(list(i.iter_markers("llm"))) is None))
-    return found[1]
+            if matrix.spec_of(i) == first and matrix.marked_model(list(i.iter_markers("llm"))) is None)
+    return found
